@@ -1,0 +1,222 @@
+//! The text entries: `batch.json` and the two JSON Lines views.
+//!
+//! Lines are serialised in parallel, one buffer per submission or task, and
+//! joined in view order. Pass-through values are copied as their compact
+//! text; only the answer items of file uploads are opened, to add `path`.
+
+use rayon::prelude::*;
+
+use crate::model::raw::write_json_string;
+use crate::model::{InstructionType, RawJson, RawObject, Records};
+use crate::pivot::{ExportCounts, Exported, Pivot};
+
+/// The version of the archive layout, written to `batch.json`.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// `batch.json`: the batch as given, plus `instructions` and `export`.
+pub(crate) fn batch_json(records: &Records, counts: &ExportCounts, generated_at: &str) -> Vec<u8> {
+    let mut batch = records.batch.fields.clone();
+    let mut instructions = Vec::new();
+    instructions.push(b'[');
+    for (i, instruction) in records.instructions.iter().enumerate() {
+        if i > 0 {
+            instructions.push(b',');
+        }
+        instruction.fields.write_json(&mut instructions);
+    }
+    instructions.push(b']');
+    batch.insert("instructions", raw(instructions));
+    let export = serde_json::json!({
+        "format_version": FORMAT_VERSION,
+        "generated_at": generated_at,
+        "counts": counts,
+    });
+    batch.insert("export", raw(export.to_string().into_bytes()));
+
+    let mut compact = Vec::new();
+    batch.write_json(&mut compact);
+    // Pretty-printed for people; the tree keeps key order (preserve_order).
+    let tree: serde_json::Value = serde_json::from_slice(&compact).unwrap_or_default();
+    let mut pretty = serde_json::to_vec_pretty(&tree).unwrap_or_default();
+    pretty.push(b'\n');
+    pretty
+}
+
+fn raw(bytes: Vec<u8>) -> RawJson {
+    // Only ever called with JSON this module wrote.
+    RawJson::parse(std::str::from_utf8(&bytes).unwrap_or("null"))
+        .unwrap_or_else(|_| RawJson::string(""))
+}
+
+/// `responses-by-submission.jsonl`.
+pub(crate) fn responses_by_submission(pivot: &Pivot<'_>) -> Vec<u8> {
+    let lines: Vec<Vec<u8>> = pivot
+        .submission_groups
+        .par_iter()
+        .map(|(range, task_ranges)| {
+            let submission = pivot.by_submission[range.start].submission;
+            let mut line = Vec::with_capacity(256 * range.len());
+            let mut object = ObjectWriter::new(&mut line);
+            object.string("submission_id", &submission.id);
+            object.string("participant_id", &submission.participant_id);
+            object.optional("study_id", submission.study_id.as_ref());
+            object.optional("status", submission.status.as_ref());
+            object.optional("started_at", submission.started_at.as_ref());
+            object.optional("completed_at", submission.completed_at.as_ref());
+            object.key("tasks");
+            object.out.push(b'[');
+            for (t, task_range) in task_ranges.iter().enumerate() {
+                if t > 0 {
+                    object.out.push(b',');
+                }
+                let task = &pivot.tasks[pivot.by_submission[task_range.start].task];
+                let mut task_object = ObjectWriter::new(object.out);
+                task_object.string("task_id", &task.id);
+                task_object.key("responses");
+                task_object.out.push(b'[');
+                for (r, exported) in pivot.by_submission[task_range.clone()].iter().enumerate() {
+                    if r > 0 {
+                        task_object.out.push(b',');
+                    }
+                    write_response(task_object.out, exported, pivot, false);
+                }
+                task_object.out.push(b']');
+                task_object.close(&[]);
+            }
+            object.out.push(b']');
+            object.close(&submission.extra);
+            line.push(b'\n');
+            line
+        })
+        .collect();
+    lines.concat()
+}
+
+/// `responses-by-task.jsonl`.
+pub(crate) fn responses_by_task(pivot: &Pivot<'_>) -> Vec<u8> {
+    let lines: Vec<Vec<u8>> = pivot
+        .task_groups
+        .par_iter()
+        .map(|range| {
+            let task = &pivot.tasks[pivot.by_task[range.start].task];
+            let mut line = Vec::with_capacity(256 * range.len());
+            let mut object = ObjectWriter::new(&mut line);
+            object.string("task_id", &task.id);
+            object.optional("group_id", task.group_id.as_ref());
+            object.optional("datapoint", task.datapoint.as_ref());
+            object.optional("metadata", task.metadata.as_ref());
+            object.key("responses");
+            object.out.push(b'[');
+            for (r, exported) in pivot.by_task[range.clone()].iter().enumerate() {
+                if r > 0 {
+                    object.out.push(b',');
+                }
+                write_response(object.out, exported, pivot, true);
+            }
+            object.out.push(b']');
+            object.close(&task.extra);
+            line.push(b'\n');
+            line
+        })
+        .collect();
+    lines.concat()
+}
+
+/// RESPONSE, plus `submission_id` and `participant_id` in the by-task view.
+fn write_response(
+    out: &mut Vec<u8>,
+    exported: &Exported<'_>,
+    pivot: &Pivot<'_>,
+    with_submission: bool,
+) {
+    let response = exported.response;
+    let mut object = ObjectWriter::new(out);
+    object.string("response_id", &response.id);
+    object.string("instruction_id", &response.instruction_id);
+    object.string("type", &response.kind);
+    object.key("answer");
+    object.out.push(b'[');
+    let is_upload = response.kind == InstructionType::FileUpload.as_str();
+    for (i, item) in response.answer.iter().enumerate() {
+        if i > 0 {
+            object.out.push(b',');
+        }
+        match is_upload.then(|| with_path(item, pivot)).flatten() {
+            Some(item) => item.write_json(object.out),
+            None => object.out.extend_from_slice(item.get().as_bytes()),
+        }
+    }
+    object.out.push(b']');
+    object.optional("correlation_id", response.correlation_id.as_ref());
+    object.optional("created_at", response.created_at.as_ref());
+    if with_submission {
+        object.string("submission_id", &exported.submission.id);
+        object.string("participant_id", &exported.submission.participant_id);
+    }
+    object.close(&response.extra);
+}
+
+/// A file-upload answer item with `path` set to its entry in `files/`.
+fn with_path(item: &RawJson, pivot: &Pivot<'_>) -> Option<RawObject> {
+    let mut object: RawObject = serde_json::from_str(item.get()).ok()?;
+    let key = object.get("file_key")?.as_string()?;
+    let path = pivot.paths.get(key.as_str())?;
+    object.insert("path", RawJson::string(path));
+    Some(object)
+}
+
+/// Writes one JSON object key by key, remembering the keys written so that
+/// unknown pass-through fields never shadow or repeat them.
+struct ObjectWriter<'o> {
+    out: &'o mut Vec<u8>,
+    keys: Vec<&'static str>,
+}
+
+impl<'o> ObjectWriter<'o> {
+    fn new(out: &'o mut Vec<u8>) -> ObjectWriter<'o> {
+        out.push(b'{');
+        ObjectWriter {
+            out,
+            keys: Vec::with_capacity(8),
+        }
+    }
+
+    fn key(&mut self, key: &'static str) {
+        if !self.keys.is_empty() {
+            self.out.push(b',');
+        }
+        self.keys.push(key);
+        write_json_string(self.out, key);
+        self.out.push(b':');
+    }
+
+    fn string(&mut self, key: &'static str, value: &str) {
+        self.key(key);
+        write_json_string(self.out, value);
+    }
+
+    /// A pass-through field, `null` when the input lacks it.
+    fn optional(&mut self, key: &'static str, value: Option<&RawJson>) {
+        self.key(key);
+        let text = value.map_or("null", RawJson::get);
+        self.out.extend_from_slice(text.as_bytes());
+    }
+
+    /// Appends the record's unknown fields and closes the object.
+    fn close(self, extra: &[(String, RawJson)]) {
+        let mut first = self.keys.is_empty();
+        for (key, value) in extra {
+            if self.keys.contains(&key.as_str()) {
+                continue;
+            }
+            if !first {
+                self.out.push(b',');
+            }
+            first = false;
+            write_json_string(self.out, key);
+            self.out.push(b':');
+            self.out.extend_from_slice(value.get().as_bytes());
+        }
+        self.out.push(b'}');
+    }
+}

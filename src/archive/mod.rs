@@ -1,0 +1,186 @@
+//! Writing the archive: the text entries, then the uploads, into one ZIP.
+//!
+//! # Layout
+//!
+//! ```text
+//! README.md                         quick-start for the batch
+//! batch.json                        the batch, its instructions, export metadata
+//! responses-by-submission.jsonl     one line per submission
+//! responses-by-task.jsonl           one line per task
+//! files/<submission_id>_<name>      uploads answers refer to, sorted by name
+//! ```
+//!
+//! Everything that can be refused is checked before the first byte is
+//! written, except what only streaming reveals (an upload's real size and
+//! SHA-256); then the caller discards the partial archive.
+
+pub(crate) mod deflate;
+mod entries;
+mod readme;
+mod uploads;
+pub(crate) mod zip;
+
+use std::io::{Seek, Write};
+
+pub use entries::FORMAT_VERSION;
+
+use self::zip::{EntryData, Method, ZipWriter};
+use crate::blob::BlobSource;
+use crate::dump::origin::Origins;
+use crate::error::{Error, Problems};
+use crate::model::Records;
+use crate::options::{Config, ProgressEvent};
+use crate::pivot::{pivot, ExportCounts};
+use crate::timestamp::{dos_time, latest_timestamp, parse_rfc3339};
+use crate::validate::check_records;
+
+/// What a finished export holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExportSummary {
+    /// The batch exported.
+    pub batch_id: String,
+    /// The counts written to `batch.json`.
+    pub counts: ExportCounts,
+    /// Entries in the archive.
+    pub entries: u64,
+    /// Size of the archive.
+    pub archive_bytes: u64,
+    /// Size of all entries before compression.
+    pub content_bytes: u64,
+    /// The `generated_at` written, also the entries' time.
+    pub generated_at: String,
+}
+
+/// What the steps of one build share.
+pub(crate) struct Context<'a> {
+    pub(crate) config: &'a Config,
+    pub(crate) blobs: &'a dyn BlobSource,
+    pub(crate) origins: &'a Origins,
+}
+
+/// Checks the records as a whole, refusing with every problem found
+/// (including `earlier` ones, found while reading lines).
+pub(crate) fn check(records: &Records, origins: &Origins, earlier: &Problems) -> Result<(), Error> {
+    let mut problems = earlier.clone();
+    problems.extend(check_records(records, origins));
+    problems.into_result()
+}
+
+/// Builds the archive into `out`, on the build's own thread pool.
+pub(crate) fn write_archive<W: Write + Seek + Send>(
+    records: &Records,
+    origins: &Origins,
+    blobs: &dyn BlobSource,
+    out: W,
+    config: &Config,
+) -> Result<(W, ExportSummary), Error> {
+    let threads = config
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .map_err(|e| Error::InvalidOption {
+            option: "threads",
+            message: e.to_string(),
+        })?;
+    let cx = Context {
+        config,
+        blobs,
+        origins,
+    };
+    pool.install(|| write_in_pool(records, out, &cx))
+}
+
+fn write_in_pool<W: Write + Seek>(
+    records: &Records,
+    out: W,
+    cx: &Context<'_>,
+) -> Result<(W, ExportSummary), Error> {
+    let pivot = pivot(records, cx.config);
+    uploads::precheck(&pivot.files, cx)?;
+    cx.config.check_cancelled()?;
+
+    let (generated_at, time) = match &cx.config.generated_at {
+        Some((text, time)) => (text.clone(), *time),
+        None => {
+            let text = latest_timestamp(records);
+            // latest_timestamp only returns text it parsed, or the 1980 epoch.
+            let time = parse_rfc3339(&text).unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+            (text, time)
+        }
+    };
+    let texts: [(&str, Vec<u8>); 4] = [
+        (
+            "README.md",
+            readme::readme(records, &pivot.counts, &generated_at).into_bytes(),
+        ),
+        (
+            "batch.json",
+            entries::batch_json(records, &pivot.counts, &generated_at),
+        ),
+        (
+            "responses-by-submission.jsonl",
+            entries::responses_by_submission(&pivot),
+        ),
+        (
+            "responses-by-task.jsonl",
+            entries::responses_by_task(&pivot),
+        ),
+    ];
+    let upload_bytes: u64 = pivot.files.iter().map(|f| f.upload.size_bytes).sum();
+    let text_bytes: u64 = texts.iter().map(|(_, t)| t.len() as u64).sum();
+    let entries = texts.len() as u64 + pivot.files.len() as u64;
+    cx.config.report(ProgressEvent::Writing {
+        bytes: text_bytes + upload_bytes,
+        entries,
+    });
+
+    let mut zip = ZipWriter::new(out, dos_time(time));
+    for (name, text) in &texts {
+        cx.config.check_cancelled()?;
+        write_text(&mut zip, name, text, cx.config.level)?;
+        cx.config.report(ProgressEvent::Advanced {
+            bytes: text.len() as u64,
+        });
+    }
+    drop(texts);
+    uploads::write_all(&mut zip, &pivot.files, cx)?;
+    let (out, archive_bytes) = zip.finish().map_err(Error::Write)?;
+    cx.config.report(ProgressEvent::Finished);
+    let summary = ExportSummary {
+        batch_id: records.batch.id.clone(),
+        counts: pivot.counts,
+        entries,
+        archive_bytes,
+        content_bytes: text_bytes + upload_bytes,
+        generated_at,
+    };
+    Ok((out, summary))
+}
+
+fn write_text<W: Write + Seek>(
+    zip: &mut ZipWriter<W>,
+    name: &str,
+    text: &[u8],
+    level: u32,
+) -> Result<(), Error> {
+    let uncompressed = text.len() as u64;
+    let result = if level == 0 {
+        let data = EntryData {
+            crc32: crc32fast::hash(text),
+            compressed: uncompressed,
+            uncompressed,
+        };
+        zip.add_prepared(name, Method::Stored, data, &[text.to_vec()])
+    } else {
+        let deflated = deflate::deflate(text, level, true);
+        let data = EntryData {
+            crc32: deflated.crc.finalize(),
+            compressed: deflated.compressed,
+            uncompressed,
+        };
+        zip.add_prepared(name, Method::Deflated, data, &deflated.pieces)
+    };
+    result.map_err(Error::Write)
+}

@@ -1,0 +1,386 @@
+//! Upload entries: bytes streamed from the blob source into `files/`,
+//! counted and hashed on the way, so a wrong size or SHA-256 abandons the
+//! archive.
+//!
+//! Small uploads are read whole, checked and compressed in parallel batches
+//! of bounded size, then written in name order without seeking. Large ones
+//! are streamed in fixed batches of chunks, so memory stays flat whatever
+//! their size.
+
+use std::io::{self, Read, Seek, Write};
+
+use rayon::prelude::*;
+use sha2::{Digest, Sha256};
+
+use super::deflate::{self, CHUNK};
+use super::zip::{EntryData, Method, ZipWriter};
+use super::Context;
+use crate::error::{Error, Problem, ProblemKind, Problems};
+use crate::model::Upload;
+use crate::options::ProgressEvent;
+use crate::pivot::FileEntry;
+
+/// Uploads up to this size are prepared whole in memory.
+const SMALL_UPLOAD: u64 = 4 << 20;
+/// Bytes of small uploads prepared per parallel batch.
+const SMALL_BATCH_BYTES: u64 = 32 << 20;
+/// Chunks read per step when streaming a large deflated upload.
+const STREAM_BATCH_CHUNKS: usize = 8;
+/// Buffer for copying a large stored upload.
+const COPY_BUFFER: usize = 1 << 20;
+
+/// File types that are compressed already: deflating them again costs time
+/// and saves nothing, so they are stored.
+const COMPRESSED_TYPES: [&str; 16] = [
+    "image/jpeg",
+    "image/png",
+    "image/gif",
+    "image/webp",
+    "image/avif",
+    "image/heic",
+    "audio/mpeg",
+    "audio/mp4",
+    "audio/ogg",
+    "video/mp4",
+    "video/quicktime",
+    "video/webm",
+    "application/zip",
+    "application/gzip",
+    "application/x-7z-compressed",
+    "application/pdf",
+];
+const COMPRESSED_EXTENSIONS: [&str; 26] = [
+    "jpg", "jpeg", "png", "gif", "webp", "avif", "heic", "mp3", "m4a", "aac", "ogg", "opus",
+    "flac", "mp4", "m4v", "mov", "webm", "mkv", "zip", "gz", "tgz", "7z", "bz2", "xz", "zst",
+    "pdf",
+];
+
+/// Whether an upload is stored rather than deflated.
+pub(crate) fn is_precompressed(upload: &Upload) -> bool {
+    let by_type = upload.content_type.as_deref().is_some_and(|t| {
+        let t = t
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
+        COMPRESSED_TYPES.contains(&t.as_str())
+            || t == "application/x-gzip"
+            || t == "application/x-zip-compressed"
+    });
+    let by_extension = upload
+        .file_name
+        .rsplit_once('.')
+        .is_some_and(|(_, ext)| COMPRESSED_EXTENSIONS.contains(&ext.to_ascii_lowercase().as_str()));
+    by_type || by_extension
+}
+
+/// Refuses, before anything is written, uploads whose bytes are missing or
+/// of the wrong size, as far as the blob source can tell without reading.
+pub(crate) fn precheck(files: &[FileEntry<'_>], cx: &Context<'_>) -> Result<(), Error> {
+    let found: Vec<Problem> = files
+        .par_iter()
+        .filter_map(|file| match cx.blobs.len(file.upload) {
+            Ok(None) => None,
+            Ok(Some(len)) if len == file.upload.size_bytes => None,
+            Ok(Some(len)) => Some(size_problem(file, len, cx)),
+            Err(err) if err.kind() == io::ErrorKind::NotFound => Some(missing_problem(file, cx)),
+            Err(_) => None, // Reported, with its cause, when the blob is opened.
+        })
+        .collect();
+    let mut problems = Problems::default();
+    found.into_iter().for_each(|p| problems.push(p));
+    problems.into_result()
+}
+
+/// Writes every upload entry, in name order.
+pub(crate) fn write_all<W: Write + Seek>(
+    zip: &mut ZipWriter<W>,
+    files: &[FileEntry<'_>],
+    cx: &Context<'_>,
+) -> Result<(), Error> {
+    let mut rest = files;
+    while let Some(first) = rest.first() {
+        cx.config.check_cancelled()?;
+        if first.upload.size_bytes > SMALL_UPLOAD {
+            write_streamed(zip, first, cx)?;
+            rest = &rest[1..];
+            continue;
+        }
+        let mut batch_len = 0;
+        let mut batch_bytes = 0;
+        while batch_len < rest.len()
+            && rest[batch_len].upload.size_bytes <= SMALL_UPLOAD
+            && batch_bytes < SMALL_BATCH_BYTES
+        {
+            batch_bytes += rest[batch_len].upload.size_bytes;
+            batch_len += 1;
+        }
+        let (batch, after) = rest.split_at(batch_len);
+        let prepared: Vec<Result<Prepared, Error>> = batch
+            .par_iter()
+            .map(|file| prepare_small(file, cx))
+            .collect();
+        for (file, entry) in batch.iter().zip(prepared) {
+            let entry = entry?;
+            zip.add_prepared(&file.name, entry.method, entry.data, &entry.pieces)
+                .map_err(Error::Write)?;
+            cx.config.report(ProgressEvent::Advanced {
+                bytes: entry.data.uncompressed,
+            });
+        }
+        rest = after;
+    }
+    Ok(())
+}
+
+struct Prepared {
+    method: Method,
+    data: EntryData,
+    pieces: Vec<Vec<u8>>,
+}
+
+fn prepare_small(file: &FileEntry<'_>, cx: &Context<'_>) -> Result<Prepared, Error> {
+    let mut reader = open(file, cx)?;
+    let mut bytes = Vec::with_capacity(file.upload.size_bytes as usize);
+    reader
+        .read_to_end(&mut bytes)
+        .map_err(|e| blob_error(file, e))?;
+    reader.check(file, cx)?;
+    let uncompressed = bytes.len() as u64;
+    if is_precompressed(file.upload) || cx.config.level == 0 {
+        let data = EntryData {
+            crc32: crc32fast::hash(&bytes),
+            compressed: uncompressed,
+            uncompressed,
+        };
+        return Ok(Prepared {
+            method: Method::Stored,
+            data,
+            pieces: vec![bytes],
+        });
+    }
+    let deflated = deflate::deflate(&bytes, cx.config.level, true);
+    let data = EntryData {
+        crc32: deflated.crc.finalize(),
+        compressed: deflated.compressed,
+        uncompressed,
+    };
+    Ok(Prepared {
+        method: Method::Deflated,
+        data,
+        pieces: deflated.pieces,
+    })
+}
+
+fn write_streamed<W: Write + Seek>(
+    zip: &mut ZipWriter<W>,
+    file: &FileEntry<'_>,
+    cx: &Context<'_>,
+) -> Result<(), Error> {
+    let size = file.upload.size_bytes;
+    let stored = is_precompressed(file.upload) || cx.config.level == 0;
+    let (method, bound) = if stored {
+        (Method::Stored, size)
+    } else {
+        (Method::Deflated, deflate::max_deflated_size(size))
+    };
+    let mut reader = open(file, cx)?;
+    let entry = zip
+        .begin_streamed(&file.name, method, size, bound)
+        .map_err(Error::Write)?;
+    let mut crc = crc32fast::Hasher::new();
+    let mut buffer = vec![
+        0u8;
+        if stored {
+            COPY_BUFFER
+        } else {
+            STREAM_BATCH_CHUNKS * CHUNK
+        }
+    ];
+    loop {
+        cx.config.check_cancelled()?;
+        let filled = read_full(&mut reader, &mut buffer).map_err(|e| blob_error(file, e))?;
+        let data = &buffer[..filled];
+        let at_end = filled < buffer.len();
+        if stored {
+            crc.update(data);
+            zip.write_raw(data).map_err(Error::Write)?;
+        } else {
+            let deflated = deflate::deflate(data, cx.config.level, at_end);
+            crc.combine(&deflated.crc);
+            for piece in &deflated.pieces {
+                zip.write_raw(piece).map_err(Error::Write)?;
+            }
+        }
+        cx.config.report(ProgressEvent::Advanced {
+            bytes: filled as u64,
+        });
+        if at_end {
+            break;
+        }
+    }
+    let uncompressed = reader.count;
+    reader.check(file, cx)?;
+    zip.end_streamed(entry, crc.finalize(), uncompressed)
+        .map_err(Error::Write)
+}
+
+/// Reads until `buffer` is full or the reader is exhausted, so chunk
+/// boundaries never depend on how the source splits its reads.
+fn read_full(reader: &mut impl Read, buffer: &mut [u8]) -> io::Result<usize> {
+    let mut filled = 0;
+    while filled < buffer.len() {
+        match reader.read(&mut buffer[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+            Err(err) => return Err(err),
+        }
+    }
+    Ok(filled)
+}
+
+/// Counts and hashes the bytes read through it. Reads at most one byte more
+/// than the record's size: enough to tell the blob is too long.
+struct CheckedReader<'b> {
+    inner: io::Take<Box<dyn Read + Send + 'b>>,
+    sha: Option<Sha256>,
+    count: u64,
+}
+
+impl Read for CheckedReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if let Some(sha) = &mut self.sha {
+            sha.update(&buf[..n]);
+        }
+        self.count += n as u64;
+        Ok(n)
+    }
+}
+
+impl CheckedReader<'_> {
+    fn check(self, file: &FileEntry<'_>, cx: &Context<'_>) -> Result<(), Error> {
+        let upload = file.upload;
+        if self.count != upload.size_bytes {
+            let problem = if self.count > upload.size_bytes {
+                upload_problem(
+                    file,
+                    cx,
+                    "size_bytes",
+                    format!(
+                        "upload {:?} has more than {} bytes",
+                        upload.file_key, upload.size_bytes
+                    ),
+                )
+            } else {
+                size_problem(file, self.count, cx)
+            };
+            return Err(Error::refuse_one(problem));
+        }
+        if let (Some(sha), Some(expected)) = (self.sha, upload.sha256) {
+            let actual: [u8; 32] = sha.finalize().into();
+            if actual != expected {
+                let message = format!(
+                    "upload {:?} has SHA-256 {}, the record says {}",
+                    upload.file_key,
+                    hex::encode(actual),
+                    hex::encode(expected)
+                );
+                return Err(Error::refuse_one(upload_problem(
+                    file, cx, "sha256", message,
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn open<'b>(file: &FileEntry<'_>, cx: &Context<'b>) -> Result<CheckedReader<'b>, Error> {
+    match cx.blobs.open(file.upload) {
+        Ok(reader) => Ok(CheckedReader {
+            inner: reader.take(file.upload.size_bytes.saturating_add(1)),
+            sha: file.upload.sha256.map(|_| Sha256::new()),
+            count: 0,
+        }),
+        Err(err) if err.kind() == io::ErrorKind::NotFound => {
+            Err(Error::refuse_one(missing_problem(file, cx)))
+        }
+        Err(err) => Err(blob_error(file, err)),
+    }
+}
+
+fn blob_error(file: &FileEntry<'_>, source: io::Error) -> Error {
+    Error::Blob {
+        file_key: file.upload.file_key.clone(),
+        source,
+    }
+}
+
+fn upload_problem(file: &FileEntry<'_>, cx: &Context<'_>, field: &str, message: String) -> Problem {
+    cx.origins.problem(
+        ProblemKind::UploadBytes,
+        crate::dump::origin::RecordFile::Uploads,
+        file.index,
+        field,
+        message,
+    )
+}
+
+fn missing_problem(file: &FileEntry<'_>, cx: &Context<'_>) -> Problem {
+    upload_problem(
+        file,
+        cx,
+        "file_key",
+        format!("the bytes of upload {:?} are missing", file.upload.file_key),
+    )
+}
+
+fn size_problem(file: &FileEntry<'_>, actual: u64, cx: &Context<'_>) -> Problem {
+    let message = format!(
+        "upload {:?} has {actual} bytes, the record says {}",
+        file.upload.file_key, file.upload.size_bytes
+    );
+    upload_problem(file, cx, "size_bytes", message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn upload(name: &str, content_type: Option<&str>) -> Upload {
+        Upload {
+            file_name: name.to_owned(),
+            content_type: content_type.map(str::to_owned),
+            ..Upload::default()
+        }
+    }
+
+    #[test]
+    fn compressed_types_are_stored_by_type_or_extension() {
+        assert!(is_precompressed(&upload("a.bin", Some("image/JPEG"))));
+        assert!(is_precompressed(&upload("clip.MP4", None)));
+        assert!(!is_precompressed(&upload("notes.csv", Some("text/csv"))));
+        assert!(!is_precompressed(&upload("data", None)));
+    }
+
+    #[test]
+    fn read_full_fills_across_short_reads() {
+        struct Trickle<'a>(&'a [u8]);
+        impl Read for Trickle<'_> {
+            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+                let n = buf.len().min(3).min(self.0.len());
+                buf[..n].copy_from_slice(&self.0[..n]);
+                self.0 = &self.0[n..];
+                Ok(n)
+            }
+        }
+        let mut buffer = [0u8; 10];
+        assert_eq!(
+            read_full(&mut Trickle(b"abcdefghijkl"), &mut buffer).unwrap(),
+            10
+        );
+        assert_eq!(&buffer, b"abcdefghij");
+    }
+}

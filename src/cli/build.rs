@@ -1,0 +1,80 @@
+//! `batch-export build`: a dump directory to an export archive.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Context;
+use batch_export::{Dump, ExportOptions};
+
+use super::progress::BarProgress;
+use super::EXIT_OK;
+
+/// Arguments of `build`.
+#[derive(Debug, clap::Args)]
+pub struct BuildArgs {
+    /// The dump directory (batch.json, instructions.jsonl, tasks.jsonl, ...).
+    dump: PathBuf,
+    /// Where to write the archive [default: <batch-id>-export-<YYYYMMDD-HHMMSS>.zip].
+    #[arg(short, long)]
+    output: Option<PathBuf>,
+    /// The archive's generated_at and entry times (RFC 3339)
+    /// [default: the latest timestamp in the records].
+    #[arg(long, value_name = "RFC3339")]
+    generated_at: Option<String>,
+    /// Deflate level, 0 (store) to 9.
+    #[arg(long, default_value_t = batch_export::options::DEFAULT_LEVEL, value_parser = clap::value_parser!(u32).range(0..=9))]
+    level: u32,
+    /// Worker threads [default: one per core].
+    #[arg(long, env = "RAYON_NUM_THREADS")]
+    threads: Option<usize>,
+}
+
+pub fn run(args: BuildArgs) -> anyhow::Result<u8> {
+    let started = Instant::now();
+    let dump =
+        Dump::open(&args.dump).with_context(|| format!("reading dump {}", args.dump.display()))?;
+    let output = match (&args.output, dump.records()) {
+        (Some(path), _) => path.clone(),
+        (None, Some(records)) => super::default_archive_name(&records.batch.id),
+        // Without a usable batch.json the build is refused below anyway.
+        (None, None) => PathBuf::from("export.zip"),
+    };
+
+    let cancel = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&cancel);
+    // A second Ctrl-C while the first is being handled kills as usual.
+    let _ = ctrlc::set_handler(move || flag.store(true, Ordering::Relaxed));
+
+    let progress = Arc::new(BarProgress::new());
+    let mut options = ExportOptions::new()
+        .level(args.level)
+        .progress(progress)
+        .cancel_flag(cancel);
+    if let Some(at) = args.generated_at {
+        options = options.generated_at(at);
+    }
+    if let Some(threads) = args.threads.filter(|&t| t > 0) {
+        options = options.threads(threads);
+    }
+    let summary = dump
+        .export_to_path(&output, &options)
+        .with_context(|| format!("building {}", output.display()))?;
+
+    let c = summary.counts;
+    eprintln!(
+        "wrote {} ({}, {} entries) in {:.1}s: {} responses from {} submissions on {} tasks, \
+         {} files; {} no_submission responses left out",
+        output.display(),
+        indicatif::HumanBytes(summary.archive_bytes),
+        summary.entries,
+        started.elapsed().as_secs_f64(),
+        c.responses,
+        c.submissions,
+        c.tasks,
+        c.files,
+        c.excluded_no_submission,
+    );
+    Ok(EXIT_OK)
+}

@@ -1,0 +1,68 @@
+//! Binary-only code: argument definitions, one module per subcommand, and
+//! terminal progress. Exit codes: 0 success, 1 refused input or a failed
+//! verification, 2 any other error.
+
+mod build;
+mod progress;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+/// Exit code of success.
+pub const EXIT_OK: u8 = 0;
+/// Exit code of refused input or a failed verification.
+pub const EXIT_REFUSED: u8 = 1;
+/// Exit code of every other error.
+pub const EXIT_ERROR: u8 = 2;
+
+/// Turns annotation-batch dumps into export archives.
+#[derive(Debug, Parser)]
+#[command(name = "batch-export", version, about, long_about = None)]
+pub struct Args {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Build the export archive of a batch dump.
+    Build(build::BuildArgs),
+}
+
+/// Runs one subcommand and returns its exit code.
+pub fn run(args: Args) -> anyhow::Result<u8> {
+    match args.command {
+        Command::Build(args) => build::run(args),
+    }
+}
+
+/// The exit code of an error that reached `main`.
+pub fn exit_code_of(err: &anyhow::Error) -> std::process::ExitCode {
+    let refused = err
+        .downcast_ref::<batch_export::Error>()
+        .is_some_and(batch_export::Error::is_refusal);
+    std::process::ExitCode::from(if refused { EXIT_REFUSED } else { EXIT_ERROR })
+}
+
+/// True when the error is only a closed standard output (`| head`).
+pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+/// `<batch-id>-export-<YYYYMMDD-HHMMSS>.zip`, in the current directory, at
+/// the current UTC time.
+pub fn default_archive_name(batch_id: &str) -> PathBuf {
+    let now = time::OffsetDateTime::now_utc();
+    let stamp = now
+        .format(time::macros::format_description!(
+            "[year][month][day]-[hour][minute][second]"
+        ))
+        .unwrap_or_default();
+    let safe_id = batch_export::naming::safe_prefix(batch_id);
+    PathBuf::from(format!("{safe_id}-export-{stamp}.zip"))
+}

@@ -1,0 +1,176 @@
+//! Typed access to the fields of one parsed line, collecting a problem for
+//! every field that is missing or of the wrong type.
+
+use crate::error::{Problem, ProblemKind};
+use crate::model::{ExtraFields, RawJson, RawObject};
+
+/// The fields of one record, consumed as they are read so that what is left
+/// over is exactly the record's unknown fields.
+pub(crate) struct FieldReader<'a> {
+    object: RawObject,
+    file: &'a str,
+    line: u64,
+    prefix: &'static str,
+    pub(crate) problems: Vec<Problem>,
+}
+
+impl<'a> FieldReader<'a> {
+    pub(crate) fn new(object: RawObject, file: &'a str, line: u64) -> FieldReader<'a> {
+        FieldReader {
+            object,
+            file,
+            line,
+            prefix: "",
+            problems: Vec::new(),
+        }
+    }
+
+    /// A reader for a nested object; its fields are named `prefix.field`.
+    pub(crate) fn nested(&self, object: RawObject, prefix: &'static str) -> FieldReader<'a> {
+        FieldReader {
+            object,
+            file: self.file,
+            line: self.line,
+            prefix,
+            problems: Vec::new(),
+        }
+    }
+
+    pub(crate) fn problem(&mut self, kind: ProblemKind, field: &str, message: String) {
+        let field = if self.prefix.is_empty() {
+            field.to_owned()
+        } else {
+            format!("{}.{field}", self.prefix)
+        };
+        self.problems.push(Problem {
+            kind,
+            file: self.file.to_owned(),
+            line: Some(self.line),
+            field: Some(field),
+            message,
+        });
+    }
+
+    fn missing(&mut self, field: &str) {
+        self.problem(
+            ProblemKind::MissingField,
+            field,
+            "required field is missing".to_owned(),
+        );
+    }
+
+    fn wrong_type(&mut self, field: &str, expected: &str, found: &RawJson) {
+        self.problem(
+            ProblemKind::WrongType,
+            field,
+            format!("expected {expected}, found {}", describe(found)),
+        );
+    }
+
+    /// A field that must be a string.
+    pub(crate) fn required_string(&mut self, field: &str) -> Option<String> {
+        match self.object.remove(field) {
+            None => {
+                self.missing(field);
+                None
+            }
+            Some(value) => self.string_value(field, value),
+        }
+    }
+
+    /// A field that may be absent or null, and otherwise must be a string.
+    pub(crate) fn optional_string(&mut self, field: &str) -> Option<String> {
+        match self.object.remove(field) {
+            Some(value) if !value.is_null() => self.string_value(field, value),
+            _ => None,
+        }
+    }
+
+    fn string_value(&mut self, field: &str, value: RawJson) -> Option<String> {
+        let string = value.as_string();
+        if string.is_none() {
+            self.wrong_type(field, "a string", &value);
+        }
+        string
+    }
+
+    /// A field that must be a non-negative integer.
+    pub(crate) fn required_u64(&mut self, field: &str) -> Option<u64> {
+        let value = match self.object.remove(field) {
+            None => {
+                self.missing(field);
+                return None;
+            }
+            Some(value) => value,
+        };
+        let number = value.get().parse::<u64>().ok();
+        if number.is_none() {
+            self.wrong_type(field, "a non-negative integer", &value);
+        }
+        number
+    }
+
+    /// A field that must be a JSON object.
+    pub(crate) fn required_object(&mut self, field: &str) -> Option<RawObject> {
+        let value = match self.object.remove(field) {
+            None => {
+                self.missing(field);
+                return None;
+            }
+            Some(value) => value,
+        };
+        let object = if value.get().starts_with('{') {
+            serde_json::from_str::<RawObject>(value.get()).ok()
+        } else {
+            None
+        };
+        if object.is_none() {
+            self.wrong_type(field, "an object", &value);
+        }
+        object
+    }
+
+    /// A field that must be a JSON array; its items are kept as raw values.
+    pub(crate) fn required_array(&mut self, field: &str) -> Option<Vec<RawJson>> {
+        let value = match self.object.remove(field) {
+            None => {
+                self.missing(field);
+                return None;
+            }
+            Some(value) => value,
+        };
+        let items = if value.get().starts_with('[') {
+            serde_json::from_str::<Vec<&serde_json::value::RawValue>>(value.get())
+                .ok()
+                .map(|items| items.into_iter().map(RawJson::from_raw).collect())
+        } else {
+            None
+        };
+        if items.is_none() {
+            self.wrong_type(field, "an array", &value);
+        }
+        items
+    }
+
+    /// A pass-through field; absent and null both read as `None`.
+    pub(crate) fn optional_raw(&mut self, field: &str) -> Option<RawJson> {
+        self.object.remove(field).filter(|value| !value.is_null())
+    }
+
+    /// The fields not read, in input order.
+    pub(crate) fn into_extra(self) -> (ExtraFields, Vec<Problem>) {
+        (self.object.into_fields(), self.problems)
+    }
+}
+
+/// Names a JSON value's type for messages.
+pub(crate) fn describe(value: &RawJson) -> &'static str {
+    match value.get().as_bytes().first() {
+        Some(b'"') => "a string",
+        Some(b'{') => "an object",
+        Some(b'[') => "an array",
+        Some(b't') | Some(b'f') => "a boolean",
+        Some(b'n') => "null",
+        _ => "a number",
+    }
+}

@@ -1,0 +1,282 @@
+//! Reading a dump directory: the raw records of one batch as files.
+//!
+//! # Format
+//!
+//! A dump is a directory:
+//!
+//! ```text
+//! batch.json            one JSON object: {"id", "name", "workspace_id", ...}
+//! instructions.jsonl    one instruction per line, in instruction order
+//! tasks.jsonl           one task per line, in task order
+//! submissions.jsonl     one submission per line
+//! responses.jsonl       one response per line
+//! uploads.jsonl         one upload record per line (optional)
+//! uploads/<file_key>    the uploaded bytes (or at the record's `path`)
+//! ```
+//!
+//! JSON Lines files hold one object per line; `\n` and `\r\n` both end a
+//! line and blank lines are skipped. A response line looks like:
+//!
+//! ```json
+//! {"id": "r1", "submission_id": "s1", "task_id": "t1", "participant_id": "p1",
+//!  "created_at": "2024-05-01T10:00:00Z",
+//!  "response": {"instruction_id": "i1", "type": "free_text", "answer": [{"value": "a cat"}]}}
+//! ```
+//!
+//! Reading a dump only checks each line on its own (JSON syntax, required
+//! fields and their types); the checks across records happen when the
+//! export is built, so records handed over through the API get them too.
+
+mod fields;
+pub(crate) mod origin;
+mod records;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use rayon::prelude::*;
+
+use crate::blob::DirBlobSource;
+use crate::error::{Error, Problem, ProblemKind, Problems};
+use crate::model::{RawObject, Records};
+use origin::{Origins, RecordFile};
+
+/// A dump directory, read into records.
+#[derive(Debug, Clone)]
+pub struct Dump {
+    root: PathBuf,
+    records: Option<Records>,
+    origins: Origins,
+    problems: Problems,
+}
+
+impl Dump {
+    /// Reads every record file of the dump at `root`.
+    ///
+    /// Fails only when the directory itself cannot be read; problems with
+    /// the records (a missing file, a bad line) are kept and reported when
+    /// the export is checked or built, together with every other problem.
+    pub fn open(root: impl AsRef<Path>) -> Result<Dump, Error> {
+        let root = root.as_ref().to_path_buf();
+        let meta = fs::metadata(&root).map_err(|e| Error::io(&root, e))?;
+        if !meta.is_dir() {
+            return Err(Error::io(
+                &root,
+                std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a directory"),
+            ));
+        }
+        let mut problems = Problems::default();
+        let batch = read_batch(&root, &mut problems)?;
+        let (instructions, l0) = read_jsonl(
+            &root,
+            RecordFile::Instructions,
+            records::instruction,
+            &mut problems,
+        )?;
+        let (tasks, l1) = read_jsonl(&root, RecordFile::Tasks, records::task, &mut problems)?;
+        let (submissions, l2) = read_jsonl(
+            &root,
+            RecordFile::Submissions,
+            records::submission,
+            &mut problems,
+        )?;
+        let (responses, l3) = read_jsonl(
+            &root,
+            RecordFile::Responses,
+            records::response,
+            &mut problems,
+        )?;
+        let (uploads, l4) = read_jsonl(&root, RecordFile::Uploads, records::upload, &mut problems)?;
+        let records = batch.map(|batch| Records {
+            batch,
+            instructions,
+            tasks,
+            submissions,
+            responses,
+            uploads,
+        });
+        Ok(Dump {
+            root,
+            records,
+            origins: Origins::from_lines([l0, l1, l2, l3, l4]),
+            problems,
+        })
+    }
+
+    /// The dump directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The records read, or `None` when `batch.json` itself is unusable.
+    pub fn records(&self) -> Option<&Records> {
+        self.records.as_ref()
+    }
+
+    /// Where the upload bytes of this dump are.
+    pub fn blobs(&self) -> DirBlobSource {
+        DirBlobSource::new(&self.root)
+    }
+
+    /// The problems found while reading lines, before any check across records.
+    pub fn line_problems(&self) -> &Problems {
+        &self.problems
+    }
+
+    pub(crate) fn parts(&self) -> (Option<&Records>, &Origins, &Problems) {
+        (self.records.as_ref(), &self.origins, &self.problems)
+    }
+}
+
+fn whole_file_problem(file: &str, message: String) -> Problem {
+    Problem {
+        kind: ProblemKind::Syntax,
+        file: file.to_owned(),
+        line: None,
+        field: None,
+        message,
+    }
+}
+
+/// Reads a file, turning "not found" into a problem rather than an error.
+fn read_file(path: &Path, file: &str, problems: &mut Problems) -> Result<Option<Vec<u8>>, Error> {
+    match fs::read(path) {
+        Ok(bytes) => Ok(Some(bytes)),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+            problems.push(Problem {
+                kind: ProblemKind::MissingField,
+                file: file.to_owned(),
+                line: None,
+                field: None,
+                message: "file is missing from the dump".to_owned(),
+            });
+            Ok(None)
+        }
+        Err(err) => Err(Error::io(path, err)),
+    }
+}
+
+fn read_batch(root: &Path, problems: &mut Problems) -> Result<Option<crate::model::Batch>, Error> {
+    let file = "batch.json";
+    let Some(bytes) = read_file(&root.join(file), file, problems)? else {
+        return Ok(None);
+    };
+    let object = match serde_json::from_slice::<RawObject>(&bytes) {
+        Ok(object) => object,
+        Err(err) => {
+            problems.push(whole_file_problem(
+                file,
+                format!("not a JSON object: {err}"),
+            ));
+            return Ok(None);
+        }
+    };
+    let (batch, found) = records::batch(object, file);
+    for problem in found {
+        problems.push(problem);
+    }
+    Ok(batch)
+}
+
+/// Reads one JSON Lines file, parsing its lines in parallel. Returns the
+/// records in line order and the line number of each.
+fn read_jsonl<T: Send>(
+    root: &Path,
+    kind: RecordFile,
+    parse: fn(RawObject, &str, u64) -> records::Parsed<T>,
+    problems: &mut Problems,
+) -> Result<(Vec<T>, Vec<u64>), Error> {
+    let file = kind.file_name();
+    let path = root.join(file);
+    let bytes = if kind == RecordFile::Uploads && !path.exists() {
+        // A batch without uploads may leave this file out.
+        Vec::new()
+    } else {
+        match read_file(&path, file, problems)? {
+            Some(bytes) => bytes,
+            None => return Ok((Vec::new(), Vec::new())),
+        }
+    };
+    let lines = split_lines(&bytes);
+    let parsed: Vec<(u64, records::Parsed<T>)> = lines
+        .into_par_iter()
+        .map(|(line, text)| (line, parse_line(text, file, line, parse)))
+        .collect();
+    let mut records = Vec::with_capacity(parsed.len());
+    let mut line_numbers = Vec::with_capacity(parsed.len());
+    for (line, (record, found)) in parsed {
+        for problem in found {
+            problems.push(problem);
+        }
+        if let Some(record) = record {
+            records.push(record);
+            line_numbers.push(line);
+        }
+    }
+    Ok((records, line_numbers))
+}
+
+fn parse_line<T>(
+    text: &[u8],
+    file: &str,
+    line: u64,
+    parse: fn(RawObject, &str, u64) -> records::Parsed<T>,
+) -> records::Parsed<T> {
+    let syntax = |message: String| Problem {
+        kind: ProblemKind::Syntax,
+        file: file.to_owned(),
+        line: Some(line),
+        field: None,
+        message,
+    };
+    let Ok(text) = std::str::from_utf8(text) else {
+        return (None, vec![syntax("line is not valid UTF-8".to_owned())]);
+    };
+    let trimmed = text.trim_start();
+    if !trimmed.starts_with('{') {
+        let message = match serde_json::from_str::<serde::de::IgnoredAny>(text) {
+            Ok(_) => "line is JSON but not an object".to_owned(),
+            Err(err) => format!("line is not JSON: {err}"),
+        };
+        return (None, vec![syntax(message)]);
+    }
+    match serde_json::from_str::<RawObject>(text) {
+        Ok(object) => parse(object, file, line),
+        Err(err) => (None, vec![syntax(format!("line is not JSON: {err}"))]),
+    }
+}
+
+/// Splits a file into its non-blank lines with their 1-based numbers,
+/// dropping the `\r` of `\r\n` endings.
+fn split_lines(bytes: &[u8]) -> Vec<(u64, &[u8])> {
+    bytes
+        .split(|&b| b == b'\n')
+        .enumerate()
+        .filter_map(|(index, line)| {
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            let blank = line.iter().all(|b| b.is_ascii_whitespace());
+            (!blank).then_some((index as u64 + 1, line))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn split_lines_numbers_lines_and_skips_blanks() {
+        let lines = split_lines(b"{}\r\n\n  \n{\"a\":1}\n");
+        assert_eq!(lines, vec![(1, &b"{}"[..]), (4, &b"{\"a\":1}"[..])]);
+    }
+
+    #[test]
+    fn non_object_line_is_named() {
+        let (record, problems) = parse_line(b"[1,2]", "tasks.jsonl", 7, records::task);
+        assert!(record.is_none());
+        assert_eq!(
+            problems[0].to_string(),
+            "tasks.jsonl:7: line is JSON but not an object"
+        );
+    }
+}

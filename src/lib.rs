@@ -1,0 +1,194 @@
+//! batch-export turns the raw records of an annotation batch into one ZIP
+//! archive a researcher can open anywhere and load with pandas in two lines.
+//!
+//! The archive is deterministic (the same records give the same bytes,
+//! whatever the input order or thread count), streams uploads through a
+//! small, fixed amount of memory, checks every upload's size and SHA-256,
+//! and refuses bad input with every problem located by file, line and field.
+//!
+//! # Layout
+//!
+//! - [`model`]: the records (batch, instructions, tasks, submissions, responses, uploads)
+//! - [`dump`]: reading a dump directory into records, line by line
+//! - `validate`: checks across records (unique ids, references, agreement)
+//! - `pivot`: records to the two views: exclusion, grouping, ordering, counts
+//! - [`naming`]: safe upload names and de-duplication
+//! - [`blob`]: [`BlobSource`], where upload bytes come from
+//! - `archive`: the ZIP writer, parallel deflate, entries, the archive's README
+//! - `output`: atomic output through a temporary file
+//! - [`options`]: [`ExportOptions`], the build's settings
+//! - [`error`]: [`Error`] and the [`Problem`] list of a refusal
+//!
+//! # Embedding
+//!
+//! An export backend hands over its own records and its own blob source:
+//!
+//! ```
+//! use std::io::Cursor;
+//! use batch_export::model::*;
+//! use batch_export::{export, ExportOptions, MemoryBlobSource};
+//!
+//! let mut records = Records::new(Batch::new("b1", "Cats", "w1"));
+//! let mut instruction = RawObject::default();
+//! instruction.insert("id", RawJson::string("i1"));
+//! instruction.insert("type", RawJson::string("free_text"));
+//! instruction.insert("description", RawJson::string("What is this?"));
+//! records.instructions.push(Instruction { id: "i1".into(), kind: InstructionType::FreeText, fields: instruction });
+//! records.tasks.push(Task { id: "t1".into(), ..Task::default() });
+//! records.submissions.push(Submission { id: "s1".into(), participant_id: "p1".into(), ..Submission::default() });
+//! records.responses.push(Response {
+//!     id: "r1".into(),
+//!     submission_id: "s1".into(),
+//!     task_id: "t1".into(),
+//!     instruction_id: "i1".into(),
+//!     kind: "free_text".into(),
+//!     answer: vec![RawJson::parse(r#"{"value": "a cat"}"#)?],
+//!     ..Response::default()
+//! });
+//!
+//! let options = ExportOptions::new().generated_at("2024-05-01T12:00:00Z");
+//! let mut archive = Cursor::new(Vec::new());
+//! let summary = export(&records, &MemoryBlobSource::new(), &mut archive, &options)?;
+//! assert_eq!(summary.counts.responses, 1);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! A dump directory is read with [`Dump::open`] and exported with
+//! [`Dump::export_to_path`], which is what the `batch-export build` command does.
+
+#![deny(missing_docs)]
+
+mod archive;
+pub mod blob;
+pub mod dump;
+pub mod error;
+pub mod model;
+pub mod naming;
+pub mod options;
+mod output;
+mod pivot;
+pub mod timestamp;
+mod validate;
+
+use std::io::{Seek, Write};
+use std::path::Path;
+
+pub use archive::{ExportSummary, FORMAT_VERSION};
+pub use blob::{BlobSource, DirBlobSource, MemoryBlobSource};
+pub use dump::Dump;
+pub use error::{Error, Problem, ProblemKind, Problems};
+pub use options::{ExportFilter, ExportOptions, Progress, ProgressEvent};
+pub use pivot::ExportCounts;
+
+use dump::origin::Origins;
+
+/// Checks `records` and writes their archive to `out`.
+///
+/// On error `out` holds a partial archive that must be discarded; use
+/// [`export_to_path`] to have that done for you.
+pub fn export<W: Write + Seek + Send>(
+    records: &Records,
+    blobs: &dyn BlobSource,
+    out: W,
+    options: &ExportOptions,
+) -> Result<ExportSummary, Error> {
+    let origins = Origins::positional();
+    export_records(records, &origins, &Problems::default(), blobs, out, options)
+}
+
+/// Checks `records` and writes their archive to `path`, atomically: on any
+/// error nothing is left at `path` nor beside it.
+pub fn export_to_path(
+    records: &Records,
+    blobs: &dyn BlobSource,
+    path: impl AsRef<Path>,
+    options: &ExportOptions,
+) -> Result<ExportSummary, Error> {
+    let origins = Origins::positional();
+    export_records_to_path(
+        records,
+        &origins,
+        &Problems::default(),
+        blobs,
+        path.as_ref(),
+        options,
+    )
+}
+
+use model::Records;
+
+impl Dump {
+    /// Checks the dump against the contract without writing anything,
+    /// returning every problem found as one [`Error::Refused`].
+    pub fn check(&self) -> Result<(), Error> {
+        let (records, origins, problems) = self.parts();
+        match records {
+            Some(records) => archive::check(records, origins, problems),
+            None => problems.clone().into_result(),
+        }
+    }
+
+    /// Writes the dump's archive to `path` atomically.
+    pub fn export_to_path(
+        &self,
+        path: impl AsRef<Path>,
+        options: &ExportOptions,
+    ) -> Result<ExportSummary, Error> {
+        let (records, origins, problems) = self.parts();
+        let Some(records) = records else {
+            problems.clone().into_result()?;
+            unreachable!("a dump without records always has problems");
+        };
+        export_records_to_path(
+            records,
+            origins,
+            problems,
+            &self.blobs(),
+            path.as_ref(),
+            options,
+        )
+    }
+
+    /// Writes the dump's archive to `out`; on error `out` must be discarded.
+    pub fn export<W: Write + Seek + Send>(
+        &self,
+        out: W,
+        options: &ExportOptions,
+    ) -> Result<ExportSummary, Error> {
+        let (records, origins, problems) = self.parts();
+        let Some(records) = records else {
+            problems.clone().into_result()?;
+            unreachable!("a dump without records always has problems");
+        };
+        export_records(records, origins, problems, &self.blobs(), out, options)
+    }
+}
+
+fn export_records<W: Write + Seek + Send>(
+    records: &Records,
+    origins: &Origins,
+    earlier: &Problems,
+    blobs: &dyn BlobSource,
+    out: W,
+    options: &ExportOptions,
+) -> Result<ExportSummary, Error> {
+    let config = options.freeze()?;
+    archive::check(records, origins, earlier)?;
+    let (_, summary) = archive::write_archive(records, origins, blobs, out, &config)?;
+    Ok(summary)
+}
+
+fn export_records_to_path(
+    records: &Records,
+    origins: &Origins,
+    earlier: &Problems,
+    blobs: &dyn BlobSource,
+    path: &Path,
+    options: &ExportOptions,
+) -> Result<ExportSummary, Error> {
+    let config = options.freeze()?;
+    archive::check(records, origins, earlier)?;
+    output::write_atomically(path, |file| {
+        archive::write_archive(records, origins, blobs, file, &config)
+    })
+}

@@ -1,0 +1,22 @@
+//! The `batch-export` binary: parse arguments, run one subcommand, map the
+//! outcome to an exit code. All the work is in the library; see `cli/`.
+
+mod cli;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let args = cli::Args::parse();
+    match cli::run(args) {
+        Ok(code) => ExitCode::from(code),
+        Err(err) => {
+            if cli::is_broken_pipe(&err) {
+                return ExitCode::SUCCESS;
+            }
+            eprintln!("error: {err:#}");
+            cli::exit_code_of(&err)
+        }
+    }
+}

@@ -1,0 +1,221 @@
+//! Pass-through JSON: values kept as their (minified) text, and objects kept
+//! as ordered lists of such values.
+//!
+//! The export never needs to understand most of what it copies, so it does not
+//! build `serde_json::Value` trees for it: a value is validated once, its
+//! insignificant whitespace removed (so equal records give equal bytes), and
+//! its text written back verbatim.
+
+use std::fmt;
+
+use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
+use serde_json::value::RawValue;
+
+/// One JSON value kept as compact text.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct RawJson(Box<str>);
+
+impl RawJson {
+    /// Parses and minifies JSON text.
+    pub fn parse(text: &str) -> Result<RawJson, serde_json::Error> {
+        let raw: &RawValue = serde_json::from_str(text)?;
+        Ok(RawJson::from_raw(raw))
+    }
+
+    /// A JSON string.
+    pub fn string(value: &str) -> RawJson {
+        // Serialising a &str cannot fail.
+        RawJson(serde_json::to_string(value).unwrap_or_default().into())
+    }
+
+    /// Any serialisable value.
+    pub fn from_serialize<T: serde::Serialize>(value: &T) -> Result<RawJson, serde_json::Error> {
+        Ok(RawJson(serde_json::to_string(value)?.into()))
+    }
+
+    pub(crate) fn from_raw(raw: &RawValue) -> RawJson {
+        RawJson(minify(raw.get()).into())
+    }
+
+    /// The compact JSON text.
+    pub fn get(&self) -> &str {
+        &self.0
+    }
+
+    /// True for `null`.
+    pub fn is_null(&self) -> bool {
+        &*self.0 == "null"
+    }
+
+    /// The decoded string, when the value is a JSON string.
+    pub fn as_string(&self) -> Option<String> {
+        if self.0.starts_with('"') {
+            serde_json::from_str(&self.0).ok()
+        } else {
+            None
+        }
+    }
+
+    /// The value parsed as a tree, for callers that need to look inside.
+    pub fn to_value(&self) -> serde_json::Value {
+        // The text was valid JSON when this value was made.
+        serde_json::from_str(&self.0).unwrap_or(serde_json::Value::Null)
+    }
+}
+
+impl fmt::Debug for RawJson {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Display for RawJson {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Removes whitespace outside strings. The input must be valid JSON.
+fn minify(text: &str) -> String {
+    let bytes = text.as_bytes();
+    if !bytes
+        .iter()
+        .any(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
+    {
+        return text.to_owned();
+    }
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut in_string = false;
+    let mut escaped = false;
+    for &byte in bytes {
+        if in_string {
+            out.push(byte);
+            if escaped {
+                escaped = false;
+            } else if byte == b'\\' {
+                escaped = true;
+            } else if byte == b'"' {
+                in_string = false;
+            }
+        } else if !matches!(byte, b' ' | b'\t' | b'\n' | b'\r') {
+            in_string = byte == b'"';
+            out.push(byte);
+        }
+    }
+    // Only ASCII whitespace was removed, so the bytes are still UTF-8.
+    String::from_utf8(out).unwrap_or_default()
+}
+
+/// A JSON object kept as an ordered list of fields. A repeated key keeps its
+/// first position and its last value, as most JSON readers do.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RawObject {
+    fields: Vec<(String, RawJson)>,
+}
+
+impl RawObject {
+    /// Sets a field, replacing the value of an existing one in place.
+    pub fn insert(&mut self, key: &str, value: RawJson) {
+        match self.fields.iter_mut().find(|(k, _)| k == key) {
+            Some(field) => field.1 = value,
+            None => self.fields.push((key.to_owned(), value)),
+        }
+    }
+
+    /// The value of a field.
+    pub fn get(&self, key: &str) -> Option<&RawJson> {
+        self.fields.iter().find(|(k, _)| k == key).map(|(_, v)| v)
+    }
+
+    /// Removes a field and returns its value.
+    pub fn remove(&mut self, key: &str) -> Option<RawJson> {
+        let index = self.fields.iter().position(|(k, _)| k == key)?;
+        Some(self.fields.remove(index).1)
+    }
+
+    /// The fields, in order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &RawJson)> {
+        self.fields.iter().map(|(k, v)| (k.as_str(), v))
+    }
+
+    /// Takes the fields out, in order.
+    pub fn into_fields(self) -> Vec<(String, RawJson)> {
+        self.fields
+    }
+
+    /// Writes the object as compact JSON.
+    pub fn write_json(&self, out: &mut Vec<u8>) {
+        out.push(b'{');
+        for (index, (key, value)) in self.fields.iter().enumerate() {
+            if index > 0 {
+                out.push(b',');
+            }
+            write_json_string(out, key);
+            out.push(b':');
+            out.extend_from_slice(value.get().as_bytes());
+        }
+        out.push(b'}');
+    }
+}
+
+/// Appends a JSON string literal.
+pub(crate) fn write_json_string(out: &mut Vec<u8>, value: &str) {
+    // Writing to a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, value);
+}
+
+impl<'de> Deserialize<'de> for RawObject {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<RawObject, D::Error> {
+        struct ObjectVisitor;
+
+        impl<'de> Visitor<'de> for ObjectVisitor {
+            type Value = RawObject;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawObject, A::Error> {
+                let mut object = RawObject::default();
+                while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                    let value: &'de RawValue = map.next_value()?;
+                    object.insert(&key, RawJson::from_raw(value));
+                }
+                Ok(object)
+            }
+        }
+
+        deserializer.deserialize_map(ObjectVisitor)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn minify_keeps_whitespace_inside_strings() {
+        let raw = RawJson::parse(r#"{ "a" : [1, 2], "b": "x \" y\\" , "c":{} }"#).unwrap();
+        assert_eq!(raw.get(), r#"{"a":[1,2],"b":"x \" y\\","c":{}}"#);
+    }
+
+    #[test]
+    fn object_keeps_order_and_last_value_of_repeated_key() {
+        let object: RawObject = serde_json::from_str(r#"{"z":1,"a":2,"z":3}"#).unwrap();
+        let mut out = Vec::new();
+        object.write_json(&mut out);
+        assert_eq!(out, br#"{"z":3,"a":2}"#);
+    }
+
+    #[test]
+    fn as_string_decodes_escapes() {
+        assert_eq!(
+            RawJson::parse(r#""caf\u00e9""#)
+                .unwrap()
+                .as_string()
+                .unwrap(),
+            "café"
+        );
+        assert_eq!(RawJson::parse("12").unwrap().as_string(), None);
+    }
+}

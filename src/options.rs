@@ -1,0 +1,206 @@
+//! Options of an export: a builder that freezes into the private
+//! configuration the worker reads.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use time::OffsetDateTime;
+
+use crate::error::Error;
+use crate::timestamp::parse_rfc3339;
+
+/// Which responses an export holds, beyond leaving out `no_submission` ones.
+/// Terms combine with AND; an empty filter keeps everything.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct ExportFilter {
+    /// Keep responses whose submission's `study_id` is this.
+    pub study_id: Option<String>,
+    /// Keep responses created at or after this instant (RFC 3339).
+    pub from: Option<String>,
+    /// Keep responses created before this instant (RFC 3339).
+    pub to: Option<String>,
+}
+
+impl ExportFilter {
+    /// True when the filter keeps every response.
+    pub fn is_empty(&self) -> bool {
+        self.study_id.is_none() && self.from.is_none() && self.to.is_none()
+    }
+}
+
+/// Something the caller wants to hear about while an export is built. The
+/// binary draws a progress bar from these; the library never prints.
+pub trait Progress: Send + Sync {
+    /// Called as the build moves on.
+    fn event(&self, event: ProgressEvent);
+}
+
+/// A step of a build.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ProgressEvent {
+    /// Records were checked and pivoted; `bytes` of entry data will be written.
+    Writing {
+        /// Uncompressed bytes of all entries together.
+        bytes: u64,
+        /// How many entries the archive will hold.
+        entries: u64,
+    },
+    /// `bytes` more uncompressed bytes were written.
+    Advanced {
+        /// Bytes since the previous event.
+        bytes: u64,
+    },
+    /// The archive is complete.
+    Finished,
+}
+
+/// Options of an export. Every setter documents its default.
+#[derive(Clone, Default)]
+pub struct ExportOptions {
+    generated_at: Option<String>,
+    threads: Option<usize>,
+    level: Option<u32>,
+    filter: ExportFilter,
+    progress: Option<Arc<dyn Progress>>,
+    cancel: Option<Arc<AtomicBool>>,
+}
+
+impl std::fmt::Debug for ExportOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ExportOptions")
+            .field("generated_at", &self.generated_at)
+            .field("threads", &self.threads)
+            .field("level", &self.level)
+            .field("filter", &self.filter)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The deflate level used when none is set: see BENCHMARKS.md for why.
+pub const DEFAULT_LEVEL: u32 = 6;
+
+impl ExportOptions {
+    /// Default options.
+    pub fn new() -> ExportOptions {
+        ExportOptions::default()
+    }
+
+    /// The archive's `generated_at` and entry times, RFC 3339. Default: the
+    /// latest `created_at`/`started_at`/`completed_at` of the records, or
+    /// 1980-01-01T00:00:00Z.
+    pub fn generated_at(mut self, rfc3339: impl Into<String>) -> ExportOptions {
+        self.generated_at = Some(rfc3339.into());
+        self
+    }
+
+    /// Worker threads of the build's own pool. Default: one per core.
+    /// The archive is byte-identical whatever the count.
+    pub fn threads(mut self, threads: usize) -> ExportOptions {
+        self.threads = Some(threads);
+        self
+    }
+
+    /// Deflate level, 0 (store) to 9. Default: [`DEFAULT_LEVEL`].
+    pub fn level(mut self, level: u32) -> ExportOptions {
+        self.level = Some(level);
+        self
+    }
+
+    /// Which responses to export. Default: all but `no_submission` ones.
+    pub fn filter(mut self, filter: ExportFilter) -> ExportOptions {
+        self.filter = filter;
+        self
+    }
+
+    /// Receives progress events. Default: none.
+    pub fn progress(mut self, progress: Arc<dyn Progress>) -> ExportOptions {
+        self.progress = Some(progress);
+        self
+    }
+
+    /// A flag that, once set, stops the build with [`Error::Cancelled`] and
+    /// removes the partial archive. Default: none.
+    pub fn cancel_flag(mut self, flag: Arc<AtomicBool>) -> ExportOptions {
+        self.cancel = Some(flag);
+        self
+    }
+
+    pub(crate) fn freeze(&self) -> Result<Config, Error> {
+        let level = self.level.unwrap_or(DEFAULT_LEVEL);
+        if level > 9 {
+            return Err(Error::InvalidOption {
+                option: "level",
+                message: format!("{level} is not between 0 and 9"),
+            });
+        }
+        if self.threads == Some(0) {
+            return Err(Error::InvalidOption {
+                option: "threads",
+                message: "must be at least 1".to_owned(),
+            });
+        }
+        let generated_at = match &self.generated_at {
+            None => None,
+            Some(text) => match parse_rfc3339(text) {
+                Some(time) => Some((text.clone(), time)),
+                None => {
+                    return Err(Error::InvalidOption {
+                        option: "generated_at",
+                        message: format!("{text:?} is not an RFC 3339 timestamp"),
+                    })
+                }
+            },
+        };
+        let bound = |option: &'static str, value: &Option<String>| match value {
+            None => Ok(None),
+            Some(text) => parse_rfc3339(text)
+                .map(|t| Some(t.unix_timestamp_nanos()))
+                .ok_or_else(|| Error::InvalidOption {
+                    option,
+                    message: format!("{text:?} is not an RFC 3339 timestamp"),
+                }),
+        };
+        Ok(Config {
+            generated_at,
+            threads: self.threads,
+            level,
+            study_id: self.filter.study_id.clone(),
+            from: bound("from", &self.filter.from)?,
+            to: bound("to", &self.filter.to)?,
+            progress: self.progress.clone(),
+            cancel: self.cancel.clone(),
+        })
+    }
+}
+
+/// The frozen options the build reads.
+pub(crate) struct Config {
+    pub(crate) generated_at: Option<(String, OffsetDateTime)>,
+    pub(crate) threads: Option<usize>,
+    pub(crate) level: u32,
+    pub(crate) study_id: Option<String>,
+    pub(crate) from: Option<i128>,
+    pub(crate) to: Option<i128>,
+    pub(crate) progress: Option<Arc<dyn Progress>>,
+    pub(crate) cancel: Option<Arc<AtomicBool>>,
+}
+
+impl Config {
+    pub(crate) fn report(&self, event: ProgressEvent) {
+        if let Some(progress) = &self.progress {
+            progress.event(event);
+        }
+    }
+
+    pub(crate) fn check_cancelled(&self) -> Result<(), Error> {
+        match &self.cancel {
+            Some(flag) if flag.load(Ordering::Relaxed) => Err(Error::Cancelled),
+            _ => Ok(()),
+        }
+    }
+
+    pub(crate) fn has_time_window(&self) -> bool {
+        self.from.is_some() || self.to.is_some()
+    }
+}

@@ -1,0 +1,51 @@
+//! Atomic output: an archive appears at its path complete or not at all.
+//!
+//! The archive is written to a temporary file beside the output (same
+//! directory, so the final rename cannot cross file systems), finished
+//! explicitly, synced, and only then renamed into place. On any error the
+//! temporary file is removed and the output path is left untouched.
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::Path;
+
+use crate::error::Error;
+
+/// Buffer between the archive writer and the file: large, so big sequential
+/// writes reach the disk in few system calls.
+const WRITE_BUFFER: usize = 1 << 20;
+
+/// Runs `write` against a temporary file beside `path` and renames the file
+/// into place when it succeeds.
+pub(crate) fn write_atomically<T>(
+    path: &Path,
+    write: impl FnOnce(BufWriter<File>) -> Result<(BufWriter<File>, T), Error>,
+) -> Result<T, Error> {
+    let dir = match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+    let file_name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let temp = tempfile::Builder::new()
+        .prefix(&format!(".{file_name}."))
+        .suffix(".partial")
+        .tempfile_in(dir)
+        .map_err(|e| Error::io(dir, e))?;
+    let (temp_file, temp_path) = temp.into_parts();
+    // From here on, dropping `temp_path` deletes the temporary file.
+    let writer = BufWriter::with_capacity(WRITE_BUFFER, temp_file);
+    let (mut writer, value) = write(writer)?;
+    writer.flush().map_err(Error::Write)?;
+    let file = writer
+        .into_inner()
+        .map_err(|e| Error::Write(e.into_error()))?;
+    file.sync_all().map_err(|e| Error::io(&*temp_path, e))?;
+    drop(file);
+    temp_path
+        .persist(path)
+        .map_err(|e| Error::io(path, e.error))?;
+    Ok(value)
+}

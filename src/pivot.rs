@@ -1,0 +1,265 @@
+//! Records to the archive's two views: which responses are exported, how
+//! they group by submission and by task, in which order, which uploads they
+//! carry, and the counts.
+//!
+//! Sorting and grouping run on the build's rayon pool. Every sort key ends in
+//! the response id, which is unique, so the order is total and the result
+//! does not depend on input line order or thread count.
+
+use std::cmp::Ordering;
+use std::collections::HashMap;
+use std::ops::Range;
+
+use rayon::prelude::*;
+
+use crate::model::{InstructionType, Records, Response, Submission, Task, Upload};
+use crate::naming::{safe_file_name, safe_prefix, NameRegistry};
+use crate::options::Config;
+use crate::timestamp::instant;
+use crate::validate::file_keys;
+
+/// What an archive holds, as written to `batch.json`'s `export.counts`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ExportCounts {
+    /// Submissions with at least one exported response.
+    pub submissions: u64,
+    /// Tasks with at least one exported response.
+    pub tasks: u64,
+    /// Exported responses.
+    pub responses: u64,
+    /// Entries under `files/`.
+    pub files: u64,
+    /// `no_submission` responses left out.
+    pub excluded_no_submission: u64,
+}
+
+/// One exported response with what its ordering needs.
+#[derive(Clone, Copy)]
+pub(crate) struct Exported<'r> {
+    pub(crate) response: &'r Response,
+    pub(crate) submission: &'r Submission,
+    pub(crate) task: usize,
+    pub(crate) instruction: usize,
+    created: Option<i128>,
+}
+
+impl Exported<'_> {
+    /// Instruction order, then `created_at` (missing first), then id.
+    fn within_task(&self, other: &Self) -> Ordering {
+        self.instruction
+            .cmp(&other.instruction)
+            .then_with(|| self.created.cmp(&other.created))
+            .then_with(|| self.response.id.cmp(&other.response.id))
+    }
+}
+
+/// An upload that goes into `files/`.
+pub(crate) struct FileEntry<'r> {
+    pub(crate) name: String,
+    pub(crate) upload: &'r Upload,
+    /// The upload's line in `uploads.jsonl` (or position), for messages.
+    pub(crate) index: usize,
+}
+
+/// The two views of one batch.
+pub(crate) struct Pivot<'r> {
+    /// Exported responses in by-submission order.
+    pub(crate) by_submission: Vec<Exported<'r>>,
+    /// One range of `by_submission` per submission, each split per task.
+    pub(crate) submission_groups: Vec<(Range<usize>, Vec<Range<usize>>)>,
+    /// Exported responses in by-task order.
+    pub(crate) by_task: Vec<Exported<'r>>,
+    /// One range of `by_task` per task.
+    pub(crate) task_groups: Vec<Range<usize>>,
+    /// Entry name of every exported upload, by `file_key`.
+    pub(crate) paths: HashMap<&'r str, String>,
+    /// Exported uploads, sorted by entry name.
+    pub(crate) files: Vec<FileEntry<'r>>,
+    pub(crate) counts: ExportCounts,
+    pub(crate) tasks: &'r [Task],
+}
+
+/// Builds the views. The records must have passed `validate::check_records`.
+pub(crate) fn pivot<'r>(records: &'r Records, config: &Config) -> Pivot<'r> {
+    let instructions: HashMap<&str, usize> = records
+        .instructions
+        .iter()
+        .enumerate()
+        .map(|(i, r)| (r.id.as_str(), i))
+        .collect();
+    let tasks: HashMap<&str, usize> = records
+        .tasks
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (t.id.as_str(), i))
+        .collect();
+    let submissions: HashMap<&str, &Submission> = records
+        .submissions
+        .iter()
+        .map(|s| (s.id.as_str(), s))
+        .collect();
+
+    let in_scope: Vec<Exported<'r>> = records
+        .responses
+        .par_iter()
+        .filter_map(|response| {
+            let exported = Exported {
+                response,
+                submission: submissions.get(response.submission_id.as_str())?,
+                task: *tasks.get(response.task_id.as_str())?,
+                instruction: *instructions.get(response.instruction_id.as_str())?,
+                created: instant(response.created_at.as_ref()),
+            };
+            matches_filter(&exported, config).then_some(exported)
+        })
+        .collect();
+    let (excluded, mut by_submission): (Vec<_>, Vec<_>) = in_scope
+        .into_par_iter()
+        .partition(|e| e.response.is_no_submission());
+
+    by_submission.par_sort_unstable_by(|a, b| {
+        a.response
+            .submission_id
+            .cmp(&b.response.submission_id)
+            .then(a.task.cmp(&b.task))
+            .then_with(|| a.within_task(b))
+    });
+    let mut by_task = by_submission.clone();
+    by_task.par_sort_unstable_by(|a, b| {
+        a.task
+            .cmp(&b.task)
+            .then_with(|| a.response.submission_id.cmp(&b.response.submission_id))
+            .then_with(|| a.within_task(b))
+    });
+
+    let submission_groups = runs(&by_submission, |a, b| {
+        a.response.submission_id == b.response.submission_id
+    })
+    .into_iter()
+    .map(|range| {
+        let tasks = runs(&by_submission[range.clone()], |a, b| a.task == b.task)
+            .into_iter()
+            .map(|r| r.start + range.start..r.end + range.start)
+            .collect();
+        (range, tasks)
+    })
+    .collect::<Vec<_>>();
+    let task_groups = runs(&by_task, |a, b| a.task == b.task);
+
+    let (paths, files) = name_files(records, &by_submission);
+    let counts = ExportCounts {
+        submissions: submission_groups.len() as u64,
+        tasks: task_groups.len() as u64,
+        responses: by_submission.len() as u64,
+        files: files.len() as u64,
+        excluded_no_submission: excluded.len() as u64,
+    };
+    Pivot {
+        by_submission,
+        submission_groups,
+        by_task,
+        task_groups,
+        paths,
+        files,
+        counts,
+        tasks: &records.tasks,
+    }
+}
+
+fn matches_filter(exported: &Exported<'_>, config: &Config) -> bool {
+    if let Some(study) = &config.study_id {
+        let study_of_submission = exported
+            .submission
+            .study_id
+            .as_ref()
+            .and_then(|s| s.as_string());
+        if study_of_submission.as_deref() != Some(study.as_str()) {
+            return false;
+        }
+    }
+    if config.has_time_window() {
+        let Some(created) = exported.created else {
+            return false;
+        };
+        if config.from.is_some_and(|from| created < from)
+            || config.to.is_some_and(|to| created >= to)
+        {
+            return false;
+        }
+    }
+    true
+}
+
+/// Splits a sorted slice into runs of equal neighbours.
+fn runs<T>(items: &[T], same: impl Fn(&T, &T) -> bool) -> Vec<Range<usize>> {
+    let mut ranges = Vec::new();
+    let mut start = 0;
+    for i in 1..=items.len() {
+        if i == items.len() || !same(&items[start], &items[i]) {
+            if i > start {
+                ranges.push(start..i);
+            }
+            start = i;
+        }
+    }
+    ranges
+}
+
+/// Names every upload an exported response refers to, in the order the
+/// by-submission view meets them (submission, task, instruction, answer
+/// position), so clashes are numbered in that order.
+fn name_files<'r>(
+    records: &'r Records,
+    by_submission: &[Exported<'r>],
+) -> (HashMap<&'r str, String>, Vec<FileEntry<'r>>) {
+    let uploads: HashMap<&str, usize> = records
+        .uploads
+        .iter()
+        .enumerate()
+        .map(|(i, u)| (u.file_key.as_str(), i))
+        .collect();
+    let mut registry = NameRegistry::new();
+    let mut paths: HashMap<&'r str, String> = HashMap::new();
+    let mut files = Vec::new();
+    let file_upload = InstructionType::FileUpload.as_str();
+    for exported in by_submission
+        .iter()
+        .filter(|e| e.response.kind == file_upload)
+    {
+        for key in file_keys(exported.response).flatten() {
+            let Some(&index) = uploads.get(key.as_str()) else {
+                continue;
+            };
+            let upload = &records.uploads[index];
+            if paths.contains_key(upload.file_key.as_str()) {
+                continue;
+            }
+            let name = registry.claim(
+                &safe_prefix(&upload.submission_id),
+                &safe_file_name(&upload.file_name),
+            );
+            paths.insert(upload.file_key.as_str(), name.clone());
+            files.push(FileEntry {
+                name,
+                upload,
+                index,
+            });
+        }
+    }
+    files.sort_by(|a, b| a.name.cmp(&b.name));
+    (paths, files)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::runs;
+
+    #[test]
+    fn runs_split_equal_neighbours() {
+        assert_eq!(
+            runs(&[1, 1, 2, 3, 3, 3], |a, b| a == b),
+            vec![0..2, 2..3, 3..6]
+        );
+        assert!(runs::<u8>(&[], |a, b| a == b).is_empty());
+    }
+}

@@ -1,0 +1,118 @@
+//! RFC 3339 timestamps: ordering responses, choosing the archive's
+//! `generated_at`, and the MS-DOS times ZIP entries carry.
+//!
+//! The library never reads the clock: `generated_at` is given by the caller
+//! or derived from the records, so the same records give the same bytes.
+
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+use crate::model::{RawJson, Records};
+
+/// The `generated_at` of a batch with no timestamps at all.
+pub const EPOCH_1980: &str = "1980-01-01T00:00:00Z";
+
+/// Parses an RFC 3339 timestamp.
+pub fn parse_rfc3339(text: &str) -> Option<OffsetDateTime> {
+    OffsetDateTime::parse(text, &Rfc3339).ok()
+}
+
+/// Nanoseconds since the Unix epoch of a raw JSON timestamp; `None` for a
+/// value that is absent, not a string or not RFC 3339.
+pub(crate) fn instant(value: Option<&RawJson>) -> Option<i128> {
+    let text = value?.as_string()?;
+    Some(parse_rfc3339(&text)?.unix_timestamp_nanos())
+}
+
+/// The latest `created_at`, `started_at` or `completed_at` of any record,
+/// as written in the record, or [`EPOCH_1980`] when there is none.
+pub fn latest_timestamp(records: &Records) -> String {
+    const NAMES: [&str; 3] = ["created_at", "started_at", "completed_at"];
+    let mut latest: Option<(i128, String)> = None;
+    let mut consider = |value: Option<&RawJson>| {
+        let Some(text) = value.and_then(RawJson::as_string) else {
+            return;
+        };
+        let Some(time) = parse_rfc3339(&text) else {
+            return;
+        };
+        let nanos = time.unix_timestamp_nanos();
+        if latest.as_ref().is_none_or(|(best, _)| nanos > *best) {
+            latest = Some((nanos, text));
+        }
+    };
+    let named = |fields: &[(String, RawJson)], consider: &mut dyn FnMut(Option<&RawJson>)| {
+        for (key, value) in fields {
+            if NAMES.contains(&key.as_str()) {
+                consider(Some(value));
+            }
+        }
+    };
+    for name in NAMES {
+        consider(records.batch.fields.get(name));
+    }
+    for instruction in &records.instructions {
+        for name in NAMES {
+            consider(instruction.fields.get(name));
+        }
+    }
+    for task in &records.tasks {
+        named(&task.extra, &mut consider);
+    }
+    for submission in &records.submissions {
+        consider(submission.started_at.as_ref());
+        consider(submission.completed_at.as_ref());
+        named(&submission.extra, &mut consider);
+    }
+    for response in &records.responses {
+        consider(response.created_at.as_ref());
+        named(&response.extra, &mut consider);
+    }
+    for upload in &records.uploads {
+        named(&upload.extra, &mut consider);
+    }
+    latest.map_or_else(|| EPOCH_1980.to_owned(), |(_, text)| text)
+}
+
+/// The MS-DOS `(time, date)` pair of an instant, in UTC, clamped to the
+/// range the format can hold (1980 to 2107).
+pub(crate) fn dos_time(time: OffsetDateTime) -> (u16, u16) {
+    let utc = time.to_offset(time::UtcOffset::UTC);
+    let year = utc.year();
+    if year < 1980 {
+        return (0, (1 << 5) | 1);
+    }
+    if year > 2107 {
+        return ((23 << 11) | (59 << 5) | 29, (127 << 9) | (12 << 5) | 31);
+    }
+    let dos_time =
+        ((utc.hour() as u16) << 11) | ((utc.minute() as u16) << 5) | (utc.second() as u16 / 2);
+    let dos_date =
+        (((year - 1980) as u16) << 9) | ((u8::from(utc.month()) as u16) << 5) | utc.day() as u16;
+    (dos_time, dos_date)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dos_time_uses_utc_and_two_second_steps() {
+        let time = parse_rfc3339("2024-03-05T12:34:57+02:00").unwrap();
+        let (t, d) = dos_time(time);
+        assert_eq!(t, (10 << 11) | (34 << 5) | 28);
+        assert_eq!(d, (44 << 9) | (3 << 5) | 5);
+    }
+
+    #[test]
+    fn dos_time_clamps_before_1980() {
+        let time = parse_rfc3339("1970-01-01T00:00:00Z").unwrap();
+        assert_eq!(dos_time(time), (0, 33));
+    }
+
+    #[test]
+    fn instant_ignores_values_that_are_not_rfc3339() {
+        assert!(instant(Some(&RawJson::string("yesterday"))).is_none());
+        assert!(instant(Some(&RawJson::string("2024-01-01T00:00:00Z"))).is_some());
+    }
+}

@@ -1,0 +1,178 @@
+//! The checks across records: unique ids, references that resolve, and
+//! records that agree with each other. Every problem is collected, located
+//! by file and line, before anything is written.
+
+use std::collections::HashMap;
+
+use crate::dump::origin::{Origins, RecordFile};
+use crate::error::{ProblemKind, Problems};
+use crate::model::{InstructionType, Records, Response};
+
+/// Checks everything about `records` that needs more than one record.
+pub(crate) fn check_records(records: &Records, origins: &Origins) -> Problems {
+    let mut problems = Problems::default();
+    let instructions = unique_ids(
+        records.instructions.iter().map(|i| i.id.as_str()),
+        RecordFile::Instructions,
+        "id",
+        origins,
+        &mut problems,
+    );
+    let tasks = unique_ids(
+        records.tasks.iter().map(|t| t.id.as_str()),
+        RecordFile::Tasks,
+        "id",
+        origins,
+        &mut problems,
+    );
+    let submissions = unique_ids(
+        records.submissions.iter().map(|s| s.id.as_str()),
+        RecordFile::Submissions,
+        "id",
+        origins,
+        &mut problems,
+    );
+    unique_ids(
+        records.responses.iter().map(|r| r.id.as_str()),
+        RecordFile::Responses,
+        "id",
+        origins,
+        &mut problems,
+    );
+    let uploads = unique_ids(
+        records.uploads.iter().map(|u| u.file_key.as_str()),
+        RecordFile::Uploads,
+        "file_key",
+        origins,
+        &mut problems,
+    );
+
+    for (index, response) in records.responses.iter().enumerate() {
+        let mut report = |kind, field: &str, message: String| {
+            problems.push(origins.problem(kind, RecordFile::Responses, index, field, message));
+        };
+        let submission = submissions.get(response.submission_id.as_str());
+        if submission.is_none() {
+            let id = &response.submission_id;
+            report(
+                ProblemKind::DanglingReference,
+                "submission_id",
+                format!("submission {id:?} does not exist"),
+            );
+        }
+        if !tasks.contains_key(response.task_id.as_str()) {
+            let id = &response.task_id;
+            report(
+                ProblemKind::DanglingReference,
+                "task_id",
+                format!("task {id:?} does not exist"),
+            );
+        }
+        let instruction = instructions
+            .get(response.instruction_id.as_str())
+            .map(|&i| &records.instructions[i]);
+        match instruction {
+            None => {
+                let id = &response.instruction_id;
+                report(
+                    ProblemKind::DanglingReference,
+                    "response.instruction_id",
+                    format!("instruction {id:?} does not exist"),
+                );
+            }
+            Some(instruction) => {
+                let expected = instruction.kind.as_str();
+                if response.kind != expected && !response.is_no_submission() {
+                    report(
+                        ProblemKind::Mismatch,
+                        "response.type",
+                        format!(
+                            "type {:?} is neither the instruction's type {expected:?} nor \"no_submission\"",
+                            response.kind
+                        ),
+                    );
+                }
+            }
+        }
+        if let (Some(&s), Some(participant)) = (submission, &response.participant_id) {
+            let owner = &records.submissions[s].participant_id;
+            if participant != owner {
+                report(
+                    ProblemKind::Mismatch,
+                    "participant_id",
+                    format!(
+                        "participant {participant:?} differs from the submission's participant {owner:?}"
+                    ),
+                );
+            }
+        }
+        if response.kind == InstructionType::FileUpload.as_str() {
+            for (position, key) in file_keys(response).enumerate() {
+                let field = format!("response.answer[{position}].file_key");
+                match key {
+                    None => report(
+                        ProblemKind::MissingField,
+                        &field,
+                        "a file_upload answer needs a string file_key".to_owned(),
+                    ),
+                    Some(key) => match uploads.get(key.as_str()) {
+                        None => report(
+                            ProblemKind::DanglingReference,
+                            &field,
+                            format!("upload {key:?} has no record in uploads.jsonl"),
+                        ),
+                        Some(&u) => {
+                            let owner = &records.uploads[u].submission_id;
+                            if *owner != response.submission_id {
+                                report(
+                                    ProblemKind::Mismatch,
+                                    &field,
+                                    format!(
+                                        "upload {key:?} belongs to submission {owner:?}, not {:?}",
+                                        response.submission_id
+                                    ),
+                                );
+                            }
+                        }
+                    },
+                }
+            }
+        }
+    }
+    problems
+}
+
+/// The `file_key` of each answer item of a file_upload response, in answer
+/// order; `None` for an item without a string `file_key`.
+pub(crate) fn file_keys(response: &Response) -> impl Iterator<Item = Option<String>> + '_ {
+    response.answer.iter().map(|item| {
+        let object: crate::model::RawObject = serde_json::from_str(item.get()).ok()?;
+        object.get("file_key")?.as_string()
+    })
+}
+
+/// Maps each id to its first record, reporting every later repeat.
+fn unique_ids<'a>(
+    ids: impl Iterator<Item = &'a str>,
+    file: RecordFile,
+    field: &str,
+    origins: &Origins,
+    problems: &mut Problems,
+) -> HashMap<&'a str, usize> {
+    let mut seen: HashMap<&str, usize> = HashMap::new();
+    for (index, id) in ids.enumerate() {
+        if let Some(&first) = seen.get(id) {
+            let first_line = origins.line(file, first);
+            problems.push(origins.problem(
+                ProblemKind::Duplicate,
+                file,
+                index,
+                field,
+                format!("duplicate {field} {id:?} (first on line {first_line})"),
+            ));
+        } else {
+            seen.insert(id, index);
+        }
+    }
+    seen
+}
