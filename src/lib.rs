@@ -18,6 +18,7 @@
 //! - `output`: atomic output through a temporary file
 //! - [`options`]: [`ExportOptions`], the build's settings
 //! - [`error`]: [`Error`] and the [`Problem`] list of a refusal
+//! - [`synth`]: synthetic dumps of any size, for benchmarks and scale tests
 //!
 //! # Embedding
 //!
@@ -67,6 +68,7 @@ pub mod naming;
 pub mod options;
 mod output;
 mod pivot;
+pub mod synth;
 pub mod timestamp;
 mod validate;
 

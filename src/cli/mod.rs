@@ -3,6 +3,7 @@
 //! verification, 2 any other error.
 
 mod build;
+mod gen;
 mod progress;
 
 use std::path::PathBuf;
@@ -28,12 +29,15 @@ pub struct Args {
 enum Command {
     /// Build the export archive of a batch dump.
     Build(build::BuildArgs),
+    /// Write a synthetic dump for benchmarks and scale tests.
+    Gen(gen::GenArgs),
 }
 
 /// Runs one subcommand and returns its exit code.
 pub fn run(args: Args) -> anyhow::Result<u8> {
     match args.command {
         Command::Build(args) => build::run(args),
+        Command::Gen(args) => gen::run(args),
     }
 }
 
