@@ -60,6 +60,8 @@
 #![deny(missing_docs)]
 
 mod archive;
+#[doc(hidden)]
+pub mod bench_support;
 pub mod blob;
 pub mod dump;
 pub mod error;

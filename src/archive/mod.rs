@@ -15,7 +15,7 @@
 //! SHA-256); then the caller discards the partial archive.
 
 pub(crate) mod deflate;
-mod entries;
+pub(crate) mod entries;
 mod readme;
 mod uploads;
 pub(crate) mod zip;
@@ -74,6 +74,16 @@ pub(crate) fn write_archive<W: Write + Seek + Send>(
     out: W,
     config: &Config,
 ) -> Result<(W, ExportSummary), Error> {
+    let cx = Context {
+        config,
+        blobs,
+        origins,
+    };
+    in_pool(config, || write_in_pool(records, out, &cx))?
+}
+
+/// Runs `work` on the build's own rayon pool, sized by the configuration.
+pub(crate) fn in_pool<T: Send>(config: &Config, work: impl FnOnce() -> T + Send) -> Result<T, Error> {
     let threads = config
         .threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
@@ -84,12 +94,7 @@ pub(crate) fn write_archive<W: Write + Seek + Send>(
             option: "threads",
             message: e.to_string(),
         })?;
-    let cx = Context {
-        config,
-        blobs,
-        origins,
-    };
-    pool.install(|| write_in_pool(records, out, &cx))
+    Ok(pool.install(work))
 }
 
 fn write_in_pool<W: Write + Seek>(

@@ -29,6 +29,10 @@ pub struct BuildArgs {
     /// Worker threads [default: one per core].
     #[arg(long, env = "RAYON_NUM_THREADS")]
     threads: Option<usize>,
+    /// Debug: write only the two JSONL views, as plain files into DIR (no
+    /// ZIP, no uploads); for comparing the pivot alone with other tools.
+    #[arg(long, value_name = "DIR", hide = true)]
+    views_only: Option<PathBuf>,
 }
 
 pub fn run(args: BuildArgs) -> anyhow::Result<u8> {
@@ -57,6 +61,11 @@ pub fn run(args: BuildArgs) -> anyhow::Result<u8> {
     }
     if let Some(threads) = args.threads.filter(|&t| t > 0) {
         options = options.threads(threads);
+    }
+    if let Some(dir) = &args.views_only {
+        batch_export::bench_support::write_views(&dump, dir, &options)
+            .with_context(|| format!("writing views into {}", dir.display()))?;
+        return Ok(EXIT_OK);
     }
     let summary = dump
         .export_to_path(&output, &options)

@@ -1,0 +1,61 @@
+//! The engine's stages one at a time, for the criterion benches and the
+//! `build --views-only` debug flag that compares the pivot alone with
+//! other tools. Not a stable API: hidden from the docs and free to change.
+
+use std::fs;
+use std::path::Path;
+
+use crate::archive::{self, deflate, entries};
+use crate::dump::Dump;
+use crate::error::Error;
+use crate::model::Records;
+use crate::options::ExportOptions;
+use crate::pivot::{pivot, ExportCounts};
+
+/// The two JSON Lines views of `records` (`responses-by-submission.jsonl`,
+/// `responses-by-task.jsonl`), exactly as the archive holds them, after
+/// the same checks as a build; on the options' thread pool.
+pub fn views(records: &Records, options: &ExportOptions) -> Result<(Vec<u8>, Vec<u8>), Error> {
+    let config = options.freeze()?;
+    archive::check(records, &Default::default(), &Default::default())?;
+    archive::in_pool(&config, || {
+        let pivot = pivot(records, &config);
+        (
+            entries::responses_by_submission(&pivot),
+            entries::responses_by_task(&pivot),
+        )
+    })
+}
+
+/// Only the pivot (exclusion, grouping, ordering, file naming) of checked
+/// records, returning its counts; on the options' thread pool.
+pub fn pivot_only(records: &Records, options: &ExportOptions) -> Result<ExportCounts, Error> {
+    let config = options.freeze()?;
+    archive::in_pool(&config, || pivot(records, &config).counts)
+}
+
+/// Deflates `data` as the archive does (parallel 1 MiB chunks) on the
+/// current rayon pool, returning the raw deflate stream.
+pub fn deflate(data: &[u8], level: u32) -> Vec<u8> {
+    deflate::deflate(data, level, true).pieces.concat()
+}
+
+/// Checks the dump and writes its two views as plain files into `dir`: the
+/// pivot without the ZIP, what `build --views-only DIR` does.
+pub fn write_views(dump: &Dump, dir: &Path, options: &ExportOptions) -> Result<(), Error> {
+    let (records, origins, problems) = dump.parts();
+    let Some(records) = records else {
+        return problems.clone().into_result();
+    };
+    archive::check(records, origins, problems)?;
+    let (by_submission, by_task) = views(records, options)?;
+    fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    for (name, bytes) in [
+        ("responses-by-submission.jsonl", by_submission),
+        ("responses-by-task.jsonl", by_task),
+    ] {
+        let path = dir.join(name);
+        fs::write(&path, bytes).map_err(|e| Error::io(&path, e))?;
+    }
+    Ok(())
+}
