@@ -50,76 +50,86 @@ fn raw(bytes: Vec<u8>) -> RawJson {
 
 /// `responses-by-submission.jsonl`.
 pub(crate) fn responses_by_submission(pivot: &Pivot<'_>) -> Vec<u8> {
-    let lines: Vec<Vec<u8>> = pivot
-        .submission_groups
-        .par_iter()
-        .map(|(range, task_ranges)| {
-            let submission = pivot.by_submission[range.start].submission;
-            let mut line = Vec::with_capacity(256 * range.len());
-            let mut object = ObjectWriter::new(&mut line);
-            object.string("submission_id", &submission.id);
-            object.string("participant_id", &submission.participant_id);
-            object.optional("study_id", submission.study_id.as_ref());
-            object.optional("status", submission.status.as_ref());
-            object.optional("started_at", submission.started_at.as_ref());
-            object.optional("completed_at", submission.completed_at.as_ref());
-            object.key("tasks");
-            object.out.push(b'[');
-            for (t, task_range) in task_ranges.iter().enumerate() {
-                if t > 0 {
-                    object.out.push(b',');
-                }
-                let task = &pivot.tasks[pivot.by_submission[task_range.start].task];
-                let mut task_object = ObjectWriter::new(object.out);
-                task_object.string("task_id", &task.id);
-                task_object.key("responses");
-                task_object.out.push(b'[');
-                for (r, exported) in pivot.by_submission[task_range.clone()].iter().enumerate() {
-                    if r > 0 {
-                        task_object.out.push(b',');
-                    }
-                    write_response(task_object.out, exported, pivot, false);
-                }
-                task_object.out.push(b']');
-                task_object.close(&[]);
-            }
-            object.out.push(b']');
-            object.close(&submission.extra);
-            line.push(b'\n');
+    let lines: Vec<Vec<u8>> = (0..pivot.submission_groups.len())
+        .into_par_iter()
+        .map(|group| {
+            let mut line = Vec::with_capacity(256 * pivot.submission_groups[group].0.len());
+            submission_line(pivot, group, &mut line);
             line
         })
         .collect();
     lines.concat()
 }
 
+/// Line `group` of `responses-by-submission.jsonl`, appended to `line`.
+pub(crate) fn submission_line(pivot: &Pivot<'_>, group: usize, line: &mut Vec<u8>) {
+    let (range, task_ranges) = &pivot.submission_groups[group];
+    let submission = pivot.by_submission[range.start].submission;
+    let mut object = ObjectWriter::new(line);
+    object.string("submission_id", &submission.id);
+    object.string("participant_id", &submission.participant_id);
+    object.optional("study_id", submission.study_id.as_ref());
+    object.optional("status", submission.status.as_ref());
+    object.optional("started_at", submission.started_at.as_ref());
+    object.optional("completed_at", submission.completed_at.as_ref());
+    object.key("tasks");
+    object.out.push(b'[');
+    for (t, task_range) in task_ranges.iter().enumerate() {
+        if t > 0 {
+            object.out.push(b',');
+        }
+        let task = &pivot.tasks[pivot.by_submission[task_range.start].task];
+        let mut task_object = ObjectWriter::new(object.out);
+        task_object.string("task_id", &task.id);
+        task_object.key("responses");
+        task_object.out.push(b'[');
+        for (r, exported) in pivot.by_submission[task_range.clone()].iter().enumerate() {
+            if r > 0 {
+                task_object.out.push(b',');
+            }
+            write_response(task_object.out, exported, pivot, false);
+        }
+        task_object.out.push(b']');
+        task_object.close(&[]);
+    }
+    object.out.push(b']');
+    object.close(&submission.extra);
+    line.push(b'\n');
+}
+
 /// `responses-by-task.jsonl`.
 pub(crate) fn responses_by_task(pivot: &Pivot<'_>) -> Vec<u8> {
-    let lines: Vec<Vec<u8>> = pivot
-        .task_groups
-        .par_iter()
-        .map(|range| {
-            let task = &pivot.tasks[pivot.by_task[range.start].task];
-            let mut line = Vec::with_capacity(256 * range.len());
-            let mut object = ObjectWriter::new(&mut line);
-            object.string("task_id", &task.id);
-            object.optional("group_id", task.group_id.as_ref());
-            object.optional("datapoint", task.datapoint.as_ref());
-            object.optional("metadata", task.metadata.as_ref());
-            object.key("responses");
-            object.out.push(b'[');
-            for (r, exported) in pivot.by_task[range.clone()].iter().enumerate() {
-                if r > 0 {
-                    object.out.push(b',');
-                }
-                write_response(object.out, exported, pivot, true);
-            }
-            object.out.push(b']');
-            object.close(&task.extra);
-            line.push(b'\n');
+    let lines: Vec<Vec<u8>> = (0..pivot.task_groups.len())
+        .into_par_iter()
+        .map(|group| {
+            let mut line = Vec::with_capacity(256 * pivot.task_groups[group].len());
+            task_line(pivot, group, &mut line);
             line
         })
         .collect();
     lines.concat()
+}
+
+/// Line `group` of `responses-by-task.jsonl`, appended to `line`.
+pub(crate) fn task_line(pivot: &Pivot<'_>, group: usize, line: &mut Vec<u8>) {
+    let range = &pivot.task_groups[group];
+    let task = &pivot.tasks[pivot.by_task[range.start].task];
+    let mut object = ObjectWriter::new(line);
+    object.string("task_id", &task.id);
+    object.optional("group_id", task.group_id.as_ref());
+    object.optional("datapoint", task.datapoint.as_ref());
+    object.optional("metadata", task.metadata.as_ref());
+    object.key("responses");
+    object.out.push(b'[');
+    for (r, exported) in pivot.by_task[range.clone()].iter().enumerate() {
+        if r > 0 {
+            object.out.push(b',');
+        }
+        write_response(object.out, exported, pivot, true);
+    }
+    object.out.push(b']');
+    object.close(&task.extra);
+    line.push(b'\n');
 }
 
 /// RESPONSE, plus `submission_id` and `participant_id` in the by-task view.

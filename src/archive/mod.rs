@@ -17,6 +17,7 @@
 pub(crate) mod deflate;
 pub(crate) mod entries;
 mod readme;
+mod text;
 mod uploads;
 pub(crate) mod zip;
 
@@ -24,6 +25,7 @@ use std::io::{Seek, Write};
 
 pub use entries::FORMAT_VERSION;
 
+use self::text::View;
 use self::zip::{EntryData, Method, ZipWriter};
 use crate::blob::BlobSource;
 use crate::dump::origin::Origins;
@@ -115,7 +117,7 @@ fn write_in_pool<W: Write + Seek>(
             (text, time)
         }
     };
-    let texts: [(&str, Vec<u8>); 4] = [
+    let mut texts: Vec<(&str, Vec<u8>)> = vec![
         (
             "README.md",
             readme::readme(records, &pivot.counts, &generated_at).into_bytes(),
@@ -124,30 +126,57 @@ fn write_in_pool<W: Write + Seek>(
             "batch.json",
             entries::batch_json(records, &pivot.counts, &generated_at),
         ),
-        (
-            "responses-by-submission.jsonl",
-            entries::responses_by_submission(&pivot),
-        ),
-        (
-            "responses-by-task.jsonl",
-            entries::responses_by_task(&pivot),
-        ),
     ];
+    // The views are streamed when a bound of their size shows they need no
+    // ZIP64; otherwise built whole, which tells exactly (see `text`).
+    let views = [
+        ("responses-by-submission.jsonl", View::BySubmission),
+        ("responses-by-task.jsonl", View::ByTask),
+    ]
+    .map(|(name, view)| (name, view, text::view_bound(view, &pivot)));
+    for (name, view, bound) in &views {
+        if bound.is_none() {
+            let whole = match view {
+                View::BySubmission => entries::responses_by_submission(&pivot),
+                View::ByTask => entries::responses_by_task(&pivot),
+            };
+            texts.push((name, whole));
+        }
+    }
     let upload_bytes: u64 = pivot.files.iter().map(|f| f.upload.size_bytes).sum();
-    let text_bytes: u64 = texts.iter().map(|(_, t)| t.len() as u64).sum();
-    let entries = texts.len() as u64 + pivot.files.len() as u64;
+    let mut text_bytes: u64 = texts.iter().map(|(_, t)| t.len() as u64).sum();
+    // Streamed views count at their bound here: progress is an estimate.
+    let streamed_bound: u64 = views.iter().filter_map(|v| v.2).sum();
+    let entries = 4 + pivot.files.len() as u64;
     cx.config.report(ProgressEvent::Writing {
-        bytes: text_bytes + upload_bytes,
+        bytes: text_bytes + streamed_bound + upload_bytes,
         entries,
     });
 
     let mut zip = ZipWriter::new(out, dos_time(time));
-    for (name, text) in &texts {
+    let mut texts = texts.into_iter();
+    for (name, text) in texts.by_ref().take(2) {
         cx.config.check_cancelled()?;
-        write_text(&mut zip, name, text, cx.config.level)?;
+        write_text(&mut zip, name, &text, cx.config.level)?;
         cx.config.report(ProgressEvent::Advanced {
             bytes: text.len() as u64,
         });
+    }
+    for (name, view, bound) in views {
+        cx.config.check_cancelled()?;
+        match bound {
+            Some(bound) => {
+                text_bytes += text::write_view(&mut zip, name, view, &pivot, bound, cx.config)?;
+            }
+            None => {
+                // Built whole above, in view order.
+                let (name, text) = texts.next().expect("a whole view for each unbounded one");
+                write_text(&mut zip, name, &text, cx.config.level)?;
+                cx.config.report(ProgressEvent::Advanced {
+                    bytes: text.len() as u64,
+                });
+            }
+        }
     }
     drop(texts);
     uploads::write_all(&mut zip, &pivot.files, cx)?;

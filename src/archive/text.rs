@@ -1,0 +1,218 @@
+//! Streaming the two JSON Lines views into their entries: lines are
+//! serialised a window of groups at a time (in parallel), cut into the same
+//! fixed chunks [`deflate::deflate`] uses for a whole buffer, and written as
+//! they are compressed, so a view never sits in memory whole, uncompressed
+//! or compressed.
+//!
+//! The entry header is written before the view's size is known, so the
+//! ZIP64 decision rests on an upper bound of that size computed from the
+//! records: when even the bound stays under 4 GiB, no ZIP64 is needed
+//! whatever the lines turn out to be. A view whose bound reaches 4 GiB is
+//! built whole instead (`None` from [`view_bound`]), so ZIP64 is still used
+//! only when needed. Either way the bytes depend only on the records.
+
+use std::io::{Seek, Write};
+
+use rayon::prelude::*;
+
+use super::deflate::{self, CHUNK};
+use super::zip::{Method, ZipWriter};
+use crate::error::Error;
+use crate::options::{Config, ProgressEvent};
+use crate::pivot::{Exported, Pivot};
+
+/// Responses serialised per window: about 10 MB of lines.
+const WINDOW_RESPONSES: usize = 32 * 1024;
+/// Compress once this many bytes of whole chunks are pending, so each step
+/// gives every worker a few chunks.
+const FLUSH_BYTES: usize = 8 * CHUNK;
+/// The most a string value grows when written as JSON (`\u0000` escapes).
+const ESCAPE: u64 = 6;
+/// Streaming is used only when the bound, deflated, stays under this: below
+/// the 4 GiB where ZIP64 starts.
+const STREAM_LIMIT: u64 = u32::MAX as u64 - (1 << 20);
+
+/// Which view to write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum View {
+    BySubmission,
+    ByTask,
+}
+
+impl View {
+    fn groups(self, pivot: &Pivot<'_>) -> usize {
+        match self {
+            View::BySubmission => pivot.submission_groups.len(),
+            View::ByTask => pivot.task_groups.len(),
+        }
+    }
+
+    /// Responses of group `g`: the weight a window is cut by.
+    fn weight(self, pivot: &Pivot<'_>, g: usize) -> usize {
+        match self {
+            View::BySubmission => pivot.submission_groups[g].0.len(),
+            View::ByTask => pivot.task_groups[g].len(),
+        }
+    }
+
+    fn line(self, pivot: &Pivot<'_>, g: usize, out: &mut Vec<u8>) {
+        match self {
+            View::BySubmission => super::entries::submission_line(pivot, g, out),
+            View::ByTask => super::entries::task_line(pivot, g, out),
+        }
+    }
+}
+
+/// An upper bound of the view's size in bytes, or `None` when it reaches
+/// 4 GiB and the view must be built whole to learn whether it needs ZIP64.
+pub(crate) fn view_bound(view: View, pivot: &Pivot<'_>) -> Option<u64> {
+    let responses: u64 = match view {
+        View::BySubmission => &pivot.by_submission,
+        View::ByTask => &pivot.by_task,
+    }
+    .par_iter()
+    .map(response_bound)
+    .sum();
+    let groups: u64 = match view {
+        View::BySubmission => pivot
+            .submission_groups
+            .iter()
+            .map(|(range, tasks)| {
+                let s = pivot.by_submission[range.start].submission;
+                let raw = [&s.study_id, &s.status, &s.started_at, &s.completed_at];
+                let tasks: u64 = tasks
+                    .iter()
+                    .map(|t| 64 + ESCAPE * pivot.tasks[pivot.by_submission[t.start].task].id.len() as u64)
+                    .sum();
+                256 + ESCAPE * (s.id.len() + s.participant_id.len()) as u64
+                    + raw.iter().map(|v| raw_len(v.as_ref())).sum::<u64>()
+                    + extra_len(&s.extra)
+                    + tasks
+            })
+            .sum(),
+        View::ByTask => pivot
+            .task_groups
+            .iter()
+            .map(|range| {
+                let t = &pivot.tasks[pivot.by_task[range.start].task];
+                let raw = [&t.group_id, &t.datapoint, &t.metadata];
+                256 + ESCAPE * t.id.len() as u64
+                    + raw.iter().map(|v| raw_len(v.as_ref())).sum::<u64>()
+                    + extra_len(&t.extra)
+            })
+            .sum(),
+    };
+    let bound = responses + groups;
+    (deflate::max_deflated_size(bound) < STREAM_LIMIT).then_some(bound)
+}
+
+fn raw_len(value: Option<&crate::model::RawJson>) -> u64 {
+    value.map_or(4, |v| v.get().len() as u64)
+}
+
+fn extra_len(extra: &[(String, crate::model::RawJson)]) -> u64 {
+    extra
+        .iter()
+        .map(|(k, v)| 4 + ESCAPE * k.len() as u64 + v.get().len() as u64)
+        .sum()
+}
+
+/// A response as either view writes it: keys, escaped strings, pass-through
+/// values, and for file-upload answers the re-written item with its `path`.
+fn response_bound(e: &Exported<'_>) -> u64 {
+    let r = e.response;
+    let strings = r.id.len()
+        + r.instruction_id.len()
+        + r.kind.len()
+        + e.submission.id.len()
+        + e.submission.participant_id.len();
+    // A path is "files/" + the submission prefix + "_" + a name of at most
+    // 200 bytes + a "-N" suffix; escaped, with its key.
+    let path = ESCAPE * (e.submission.id.len() as u64 + 240) + 16;
+    let answer: u64 = r
+        .answer
+        .iter()
+        .map(|item| 1 + ESCAPE * item.get().len() as u64 + path)
+        .sum();
+    256 + ESCAPE * strings as u64
+        + answer
+        + raw_len(r.correlation_id.as_ref())
+        + raw_len(r.created_at.as_ref())
+        + extra_len(&r.extra)
+}
+
+/// Writes one view as an entry whose size is at most `bound`, streaming;
+/// returns the view's size.
+pub(crate) fn write_view<W: Write + Seek>(
+    zip: &mut ZipWriter<W>,
+    name: &str,
+    view: View,
+    pivot: &Pivot<'_>,
+    bound: u64,
+    config: &Config,
+) -> Result<u64, Error> {
+    let stored = config.level == 0;
+    let (method, max_compressed) = if stored {
+        (Method::Stored, bound)
+    } else {
+        (Method::Deflated, deflate::max_deflated_size(bound))
+    };
+    let entry = zip
+        .begin_streamed(name, method, bound, max_compressed)
+        .map_err(Error::Write)?;
+    let mut crc = crc32fast::Hasher::new();
+    let mut total = 0u64;
+    let mut emit = |zip: &mut ZipWriter<W>, data: &[u8], last: bool| -> Result<(), Error> {
+        if stored {
+            crc.update(data);
+            zip.write_raw(data).map_err(Error::Write)?;
+        } else {
+            let deflated = deflate::deflate(data, config.level, last);
+            crc.combine(&deflated.crc);
+            for piece in &deflated.pieces {
+                zip.write_raw(piece).map_err(Error::Write)?;
+            }
+        }
+        total += data.len() as u64;
+        config.report(ProgressEvent::Advanced {
+            bytes: data.len() as u64,
+        });
+        Ok(())
+    };
+
+    let groups = view.groups(pivot);
+    let mut pending: Vec<u8> = Vec::new();
+    let mut start = 0;
+    while start < groups {
+        config.check_cancelled()?;
+        let mut end = start;
+        let mut weight = 0;
+        while end < groups && (end == start || weight < WINDOW_RESPONSES) {
+            weight += view.weight(pivot, end);
+            end += 1;
+        }
+        let lines: Vec<Vec<u8>> = (start..end)
+            .into_par_iter()
+            .map(|g| {
+                let mut line = Vec::with_capacity(256 * view.weight(pivot, g));
+                view.line(pivot, g, &mut line);
+                line
+            })
+            .collect();
+        lines.iter().for_each(|line| pending.extend_from_slice(line));
+        drop(lines);
+        start = end;
+        // Whole chunks only, and never the last byte: the final chunk, and
+        // only it, must carry the end of the stream, exactly as when the
+        // view is deflated in one piece.
+        let ready = (pending.len().saturating_sub(1) / CHUNK) * CHUNK;
+        if ready >= FLUSH_BYTES {
+            emit(zip, &pending[..ready], false)?;
+            pending.drain(..ready);
+        }
+    }
+    emit(zip, &pending, true)?;
+    zip.end_streamed(entry, crc.finalize(), total)
+        .map_err(Error::Write)?;
+    Ok(total)
+}
