@@ -65,6 +65,7 @@ pub mod bench_support;
 pub mod blob;
 pub mod dump;
 pub mod error;
+mod hash;
 pub mod model;
 pub mod naming;
 pub mod options;

@@ -7,6 +7,13 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+// The build allocates and frees millions of small strings (one per field of
+// every record); mimalloc does that markedly faster than the system
+// allocator and hands fewer pages back and forth with the kernel. The
+// library leaves the choice of allocator to its embedder.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let args = cli::Args::parse();
     match cli::run(args) {

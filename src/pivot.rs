@@ -7,11 +7,11 @@
 //! does not depend on input line order or thread count.
 
 use std::cmp::Ordering;
-use std::collections::HashMap;
 use std::ops::Range;
 
 use rayon::prelude::*;
 
+use crate::hash::HashMap;
 use crate::model::{InstructionType, Records, Response, Submission, Task, Upload};
 use crate::naming::{safe_file_name, safe_prefix, NameRegistry};
 use crate::options::Config;
@@ -40,6 +40,9 @@ pub(crate) struct Exported<'r> {
     pub(crate) submission: &'r Submission,
     pub(crate) task: usize,
     pub(crate) instruction: usize,
+    /// Position of the submission's id in byte order: sorting by it is
+    /// sorting by `submission_id`, without comparing strings.
+    submission_rank: u32,
     created: Option<i128>,
 }
 
@@ -93,21 +96,26 @@ pub(crate) fn pivot<'r>(records: &'r Records, config: &Config) -> Pivot<'r> {
         .enumerate()
         .map(|(i, t)| (t.id.as_str(), i))
         .collect();
-    let submissions: HashMap<&str, &Submission> = records
-        .submissions
+    let mut ranked: Vec<&Submission> = records.submissions.iter().collect();
+    ranked.par_sort_unstable_by(|a, b| a.id.cmp(&b.id));
+    let submissions: HashMap<&str, (u32, &Submission)> = ranked
         .iter()
-        .map(|s| (s.id.as_str(), s))
+        .enumerate()
+        .map(|(rank, s)| (s.id.as_str(), (rank as u32, *s)))
         .collect();
 
     let in_scope: Vec<Exported<'r>> = records
         .responses
         .par_iter()
         .filter_map(|response| {
+            let &(submission_rank, submission) =
+                submissions.get(response.submission_id.as_str())?;
             let exported = Exported {
                 response,
-                submission: submissions.get(response.submission_id.as_str())?,
+                submission,
                 task: *tasks.get(response.task_id.as_str())?,
                 instruction: *instructions.get(response.instruction_id.as_str())?,
+                submission_rank,
                 created: instant(response.created_at.as_ref()),
             };
             matches_filter(&exported, config).then_some(exported)
@@ -118,19 +126,12 @@ pub(crate) fn pivot<'r>(records: &'r Records, config: &Config) -> Pivot<'r> {
         .partition(|e| e.response.is_no_submission());
 
     by_submission.par_sort_unstable_by(|a, b| {
-        a.response
-            .submission_id
-            .cmp(&b.response.submission_id)
+        a.submission_rank
+            .cmp(&b.submission_rank)
             .then(a.task.cmp(&b.task))
             .then_with(|| a.within_task(b))
     });
-    let mut by_task = by_submission.clone();
-    by_task.par_sort_unstable_by(|a, b| {
-        a.task
-            .cmp(&b.task)
-            .then_with(|| a.response.submission_id.cmp(&b.response.submission_id))
-            .then_with(|| a.within_task(b))
-    });
+    let by_task = by_task_order(&by_submission, records.tasks.len());
 
     let submission_groups = runs(&by_submission, |a, b| {
         a.response.submission_id == b.response.submission_id
@@ -190,6 +191,25 @@ fn matches_filter(exported: &Exported<'_>, config: &Config) -> bool {
     true
 }
 
+/// The by-task order (task, then submission, then within the task) from the
+/// by-submission one (submission, then task, then within the task): a
+/// stable bucket pass by task keeps the rest of the order, in linear time.
+fn by_task_order<'r>(by_submission: &[Exported<'r>], tasks: usize) -> Vec<Exported<'r>> {
+    let mut starts = vec![0usize; tasks + 1];
+    for e in by_submission {
+        starts[e.task + 1] += 1;
+    }
+    for t in 0..tasks {
+        starts[t + 1] += starts[t];
+    }
+    let mut slots: Vec<Option<Exported<'r>>> = vec![None; by_submission.len()];
+    for e in by_submission {
+        slots[starts[e.task]] = Some(*e);
+        starts[e.task] += 1;
+    }
+    slots.into_iter().flatten().collect()
+}
+
 /// Splits a sorted slice into runs of equal neighbours.
 fn runs<T>(items: &[T], same: impl Fn(&T, &T) -> bool) -> Vec<Range<usize>> {
     let mut ranges = Vec::new();
@@ -219,7 +239,7 @@ fn name_files<'r>(
         .map(|(i, u)| (u.file_key.as_str(), i))
         .collect();
     let mut registry = NameRegistry::new();
-    let mut paths: HashMap<&'r str, String> = HashMap::new();
+    let mut paths: HashMap<&'r str, String> = HashMap::default();
     let mut files = Vec::new();
     let file_upload = InstructionType::FileUpload.as_str();
     for exported in by_submission

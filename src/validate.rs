@@ -2,7 +2,7 @@
 //! records that agree with each other. Every problem is collected, located
 //! by file and line, before anything is written.
 
-use std::collections::HashMap;
+use crate::hash::HashMap;
 
 use crate::dump::origin::{Origins, RecordFile};
 use crate::error::{ProblemKind, Problems};
@@ -159,7 +159,8 @@ fn unique_ids<'a>(
     origins: &Origins,
     problems: &mut Problems,
 ) -> HashMap<&'a str, usize> {
-    let mut seen: HashMap<&str, usize> = HashMap::new();
+    let mut seen: HashMap<&str, usize> = HashMap::default();
+    seen.reserve(ids.size_hint().0);
     for (index, id) in ids.enumerate() {
         if let Some(&first) = seen.get(id) {
             let first_line = origins.line(file, first);

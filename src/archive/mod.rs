@@ -85,7 +85,10 @@ pub(crate) fn write_archive<W: Write + Seek + Send>(
 }
 
 /// Runs `work` on the build's own rayon pool, sized by the configuration.
-pub(crate) fn in_pool<T: Send>(config: &Config, work: impl FnOnce() -> T + Send) -> Result<T, Error> {
+pub(crate) fn in_pool<T: Send>(
+    config: &Config,
+    work: impl FnOnce() -> T + Send,
+) -> Result<T, Error> {
     let threads = config
         .threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));

@@ -82,7 +82,9 @@ pub(crate) fn view_bound(view: View, pivot: &Pivot<'_>) -> Option<u64> {
                 let raw = [&s.study_id, &s.status, &s.started_at, &s.completed_at];
                 let tasks: u64 = tasks
                     .iter()
-                    .map(|t| 64 + ESCAPE * pivot.tasks[pivot.by_submission[t.start].task].id.len() as u64)
+                    .map(|t| {
+                        64 + ESCAPE * pivot.tasks[pivot.by_submission[t.start].task].id.len() as u64
+                    })
                     .sum();
                 256 + ESCAPE * (s.id.len() + s.participant_id.len()) as u64
                     + raw.iter().map(|v| raw_len(v.as_ref())).sum::<u64>()
@@ -199,7 +201,9 @@ pub(crate) fn write_view<W: Write + Seek>(
                 line
             })
             .collect();
-        lines.iter().for_each(|line| pending.extend_from_slice(line));
+        lines
+            .iter()
+            .for_each(|line| pending.extend_from_slice(line));
         drop(lines);
         start = end;
         // Whole chunks only, and never the last byte: the final chunk, and

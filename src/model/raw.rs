@@ -160,6 +160,15 @@ impl RawObject {
 
 /// Appends a JSON string literal.
 pub(crate) fn write_json_string(out: &mut Vec<u8>, value: &str) {
+    // Most strings (ids, types, names) need no escape: copy them as they
+    // are, which is what serde_json would write too, only faster.
+    if !value.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\') {
+        out.reserve(value.len() + 2);
+        out.push(b'"');
+        out.extend_from_slice(value.as_bytes());
+        out.push(b'"');
+        return;
+    }
     // Writing to a Vec cannot fail.
     let _ = serde_json::to_writer(&mut *out, value);
 }
@@ -205,6 +214,20 @@ mod tests {
         let mut out = Vec::new();
         object.write_json(&mut out);
         assert_eq!(out, br#"{"z":3,"a":2}"#);
+    }
+
+    #[test]
+    fn strings_are_written_as_serde_json_writes_them() {
+        for value in [
+            "plain",
+            "caf\u{e9} \u{1f98c}",
+            "q\"b\\s/\n\t\u{1}\u{7f}",
+            "",
+        ] {
+            let mut out = Vec::new();
+            write_json_string(&mut out, value);
+            assert_eq!(out, serde_json::to_vec(value).unwrap(), "{value:?}");
+        }
     }
 
     #[test]

@@ -125,7 +125,12 @@ impl Kind {
 const PIECE: usize = 1 << 20;
 
 /// Writes `size` bytes of kind `kind` to `path`, returning their SHA-256.
-pub(crate) fn write_upload(path: &Path, kind: Kind, size: u64, rng: &mut Rng) -> io::Result<[u8; 32]> {
+pub(crate) fn write_upload(
+    path: &Path,
+    kind: Kind,
+    size: u64,
+    rng: &mut Rng,
+) -> io::Result<[u8; 32]> {
     let mut file = File::create(path)?;
     let mut sha = Sha256::new();
     let mut buffer = Vec::with_capacity(PIECE + 256);

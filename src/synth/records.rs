@@ -128,7 +128,9 @@ pub(crate) fn instruction(_plan: &Plan<'_>, i: usize, out: &mut Vec<u8>) -> bool
     );
     match instruction_type(i) {
         InstructionType::MultipleChoice | InstructionType::MultipleChoiceWithFreeText => {
-            out.extend_from_slice(br#", "options": [{"value": "yes"}, {"value": "no"}, {"value": "unsure"}]"#);
+            out.extend_from_slice(
+                br#", "options": [{"value": "yes"}, {"value": "no"}, {"value": "unsure"}]"#,
+            );
         }
         InstructionType::FreeTextWithUnit => out.extend_from_slice(br#", "units": ["m", "ft"]"#),
         _ => {}
@@ -319,7 +321,10 @@ mod tests {
             for k in 0..plan.slots() {
                 for j in plan.uploads_of_slot(k) {
                     let per_submission = options.tasks as u64 * plan.file_instructions;
-                    assert_eq!(plan.submission_of_upload(j as usize) as u64, k / per_submission);
+                    assert_eq!(
+                        plan.submission_of_upload(j as usize) as u64,
+                        k / per_submission
+                    );
                     seen.push(j);
                 }
             }
