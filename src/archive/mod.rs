@@ -102,7 +102,7 @@ pub(crate) fn in_pool<T: Send>(
     Ok(pool.install(work))
 }
 
-fn write_in_pool<W: Write + Seek>(
+fn write_in_pool<W: Write + Seek + Send>(
     records: &Records,
     out: W,
     cx: &Context<'_>,

@@ -23,11 +23,12 @@ use crate::pivot::FileEntry;
 /// Uploads up to this size are prepared whole in memory.
 const SMALL_UPLOAD: u64 = 4 << 20;
 /// Bytes of small uploads prepared per parallel batch.
-const SMALL_BATCH_BYTES: u64 = 32 << 20;
+const SMALL_BATCH_BYTES: u64 = 16 << 20;
 /// Chunks read per step when streaming a large deflated upload.
 const STREAM_BATCH_CHUNKS: usize = 8;
-/// Buffer for copying a large stored upload.
-const COPY_BUFFER: usize = 1 << 20;
+/// Buffer for copying a large stored upload: large enough that the
+/// hand-off between the hashing and the writing worker is rare.
+const STORED_BUFFER: usize = 4 << 20;
 
 /// File types that are compressed already: deflating them again costs time
 /// and saves nothing, so they are stored.
@@ -93,43 +94,96 @@ pub(crate) fn precheck(files: &[FileEntry<'_>], cx: &Context<'_>) -> Result<(), 
     problems.into_result()
 }
 
-/// Writes every upload entry, in name order.
-pub(crate) fn write_all<W: Write + Seek>(
+/// What the writer does next: a run of small uploads prepared together, or
+/// one large upload streamed on its own.
+enum Unit<'f, 'r> {
+    Small(&'f [FileEntry<'r>]),
+    Large(&'f FileEntry<'r>),
+}
+
+/// Cuts the name-ordered files into units, independently of thread count.
+fn units<'f, 'r>(files: &'f [FileEntry<'r>]) -> Vec<Unit<'f, 'r>> {
+    let mut units = Vec::new();
+    let mut rest = files;
+    while let Some(first) = rest.first() {
+        if first.upload.size_bytes > SMALL_UPLOAD {
+            units.push(Unit::Large(first));
+            rest = &rest[1..];
+            continue;
+        }
+        let mut len = 0;
+        let mut bytes = 0;
+        while len < rest.len()
+            && rest[len].upload.size_bytes <= SMALL_UPLOAD
+            && bytes < SMALL_BATCH_BYTES
+        {
+            bytes += rest[len].upload.size_bytes;
+            len += 1;
+        }
+        let (batch, after) = rest.split_at(len);
+        units.push(Unit::Small(batch));
+        rest = after;
+    }
+    units
+}
+
+type PreparedBatch = Vec<Result<Prepared, Error>>;
+
+fn prepare_batch(batch: &[FileEntry<'_>], cx: &Context<'_>) -> PreparedBatch {
+    batch
+        .par_iter()
+        .map(|file| prepare_small(file, cx))
+        .collect()
+}
+
+/// Writes every upload entry, in name order. While one unit is written,
+/// the next run of small uploads is already read, checked and compressed
+/// on the other workers, so the writer rarely waits and the workers rarely
+/// idle; at most two runs are held at once.
+pub(crate) fn write_all<W: Write + Seek + Send>(
     zip: &mut ZipWriter<W>,
     files: &[FileEntry<'_>],
     cx: &Context<'_>,
 ) -> Result<(), Error> {
-    let mut rest = files;
-    while let Some(first) = rest.first() {
+    let units = units(files);
+    let mut ready: Option<PreparedBatch> = None;
+    for (i, unit) in units.iter().enumerate() {
         cx.config.check_cancelled()?;
-        if first.upload.size_bytes > SMALL_UPLOAD {
-            write_streamed(zip, first, cx)?;
-            rest = &rest[1..];
-            continue;
-        }
-        let mut batch_len = 0;
-        let mut batch_bytes = 0;
-        while batch_len < rest.len()
-            && rest[batch_len].upload.size_bytes <= SMALL_UPLOAD
-            && batch_bytes < SMALL_BATCH_BYTES
-        {
-            batch_bytes += rest[batch_len].upload.size_bytes;
-            batch_len += 1;
-        }
-        let (batch, after) = rest.split_at(batch_len);
-        let prepared: Vec<Result<Prepared, Error>> = batch
-            .par_iter()
-            .map(|file| prepare_small(file, cx))
-            .collect();
-        for (file, entry) in batch.iter().zip(prepared) {
-            let entry = entry?;
-            zip.add_prepared(&file.name, entry.method, entry.data, &entry.pieces)
-                .map_err(Error::Write)?;
-            cx.config.report(ProgressEvent::Advanced {
-                bytes: entry.data.uncompressed,
-            });
-        }
-        rest = after;
+        let current = match unit {
+            Unit::Small(batch) => Some(ready.take().unwrap_or_else(|| prepare_batch(batch, cx))),
+            Unit::Large(_) => None,
+        };
+        let next = match units.get(i + 1) {
+            Some(Unit::Small(batch)) => Some(*batch),
+            _ => None,
+        };
+        let (prepared, written) = rayon::join(
+            || next.map(|batch| prepare_batch(batch, cx)),
+            || match (unit, current) {
+                (Unit::Small(batch), Some(prepared)) => write_batch(zip, batch, prepared, cx),
+                (Unit::Large(file), _) => write_streamed(zip, file, cx),
+                (Unit::Small(_), None) => unreachable!("small units are prepared above"),
+            },
+        );
+        written?;
+        ready = prepared;
+    }
+    Ok(())
+}
+
+fn write_batch<W: Write + Seek>(
+    zip: &mut ZipWriter<W>,
+    batch: &[FileEntry<'_>],
+    prepared: PreparedBatch,
+    cx: &Context<'_>,
+) -> Result<(), Error> {
+    for (file, entry) in batch.iter().zip(prepared) {
+        let entry = entry?;
+        zip.add_prepared(&file.name, entry.method, entry.data, &entry.pieces)
+            .map_err(Error::Write)?;
+        cx.config.report(ProgressEvent::Advanced {
+            bytes: entry.data.uncompressed,
+        });
     }
     Ok(())
 }
@@ -173,7 +227,12 @@ fn prepare_small(file: &FileEntry<'_>, cx: &Context<'_>) -> Result<Prepared, Err
     })
 }
 
-fn write_streamed<W: Write + Seek>(
+/// Streams one large upload in steps of one buffer. Each step overlaps
+/// reading the next buffer with handling the current one: deflating it in
+/// parallel chunks, or, when stored, hashing it (SHA-256) while another
+/// worker computes its CRC-32 and writes it. Memory is two buffers,
+/// whatever the upload's size.
+fn write_streamed<W: Write + Seek + Send>(
     zip: &mut ZipWriter<W>,
     file: &FileEntry<'_>,
     cx: &Context<'_>,
@@ -186,41 +245,69 @@ fn write_streamed<W: Write + Seek>(
         (Method::Deflated, deflate::max_deflated_size(size))
     };
     let mut reader = open(file, cx)?;
+    // Stored bytes are hashed beside the reader, so reading the next buffer
+    // and hashing this one run at once; deflated ones are hashed as read.
+    let mut sha = if stored { reader.sha.take() } else { None };
     let entry = zip
         .begin_streamed(&file.name, method, size, bound)
         .map_err(Error::Write)?;
     let mut crc = crc32fast::Hasher::new();
-    let mut buffer = vec![
-        0u8;
-        if stored {
-            COPY_BUFFER
-        } else {
-            STREAM_BATCH_CHUNKS * CHUNK
-        }
-    ];
+    let len = if stored {
+        STORED_BUFFER
+    } else {
+        STREAM_BATCH_CHUNKS * CHUNK
+    };
+    let mut current = vec![0u8; len];
+    let mut next = vec![0u8; len];
+    let mut filled = read_full(&mut reader, &mut current).map_err(|e| blob_error(file, e))?;
     loop {
         cx.config.check_cancelled()?;
-        let filled = read_full(&mut reader, &mut buffer).map_err(|e| blob_error(file, e))?;
-        let data = &buffer[..filled];
-        let at_end = filled < buffer.len();
-        if stored {
-            crc.update(data);
-            zip.write_raw(data).map_err(Error::Write)?;
-        } else {
-            let deflated = deflate::deflate(data, cx.config.level, at_end);
-            crc.combine(&deflated.crc);
-            for piece in &deflated.pieces {
-                zip.write_raw(piece).map_err(Error::Write)?;
-            }
-        }
+        let at_end = filled < len;
+        let data = &current[..filled];
+        let (read, written) = rayon::join(
+            || {
+                if at_end {
+                    Ok(0)
+                } else {
+                    read_full(&mut reader, &mut next)
+                }
+            },
+            || -> io::Result<()> {
+                if stored {
+                    let (_, written) = rayon::join(
+                        || {
+                            if let Some(sha) = &mut sha {
+                                sha.update(data);
+                            }
+                        },
+                        || {
+                            crc.update(data);
+                            zip.write_raw(data)
+                        },
+                    );
+                    written
+                } else {
+                    let deflated = deflate::deflate(data, cx.config.level, at_end);
+                    crc.combine(&deflated.crc);
+                    deflated
+                        .pieces
+                        .iter()
+                        .try_for_each(|piece| zip.write_raw(piece))
+                }
+            },
+        );
+        written.map_err(Error::Write)?;
         cx.config.report(ProgressEvent::Advanced {
             bytes: filled as u64,
         });
         if at_end {
             break;
         }
+        filled = read.map_err(|e| blob_error(file, e))?;
+        std::mem::swap(&mut current, &mut next);
     }
     let uncompressed = reader.count;
+    reader.sha = sha;
     reader.check(file, cx)?;
     zip.end_streamed(entry, crc.finalize(), uncompressed)
         .map_err(Error::Write)

@@ -1,0 +1,3 @@
+//! The integration-test harness: one binary, one module per area.
+
+mod synth;
