@@ -49,6 +49,12 @@ impl RawJson {
 
     /// The decoded string, when the value is a JSON string.
     pub fn as_string(&self) -> Option<String> {
+        // Without a backslash the text between the quotes is the string.
+        if let Some(inner) = self.0.strip_prefix('"').and_then(|t| t.strip_suffix('"')) {
+            if !inner.contains('\\') {
+                return Some(inner.to_owned());
+            }
+        }
         if self.0.starts_with('"') {
             serde_json::from_str(&self.0).ok()
         } else {
@@ -78,28 +84,46 @@ impl fmt::Display for RawJson {
 /// Removes whitespace outside strings. The input must be valid JSON.
 fn minify(text: &str) -> String {
     let bytes = text.as_bytes();
-    if !bytes
-        .iter()
-        .any(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
-    {
+    let is_space = |b: u8| matches!(b, b' ' | b'\t' | b'\n' | b'\r');
+    let Some(first_space) = bytes.iter().position(|&b| is_space(b)) else {
         return text.to_owned();
-    }
+    };
+    // Copies runs rather than bytes: strings whole (they keep their
+    // whitespace), everything else up to the next space or string.
     let mut out = Vec::with_capacity(bytes.len());
-    let mut in_string = false;
-    let mut escaped = false;
-    for &byte in bytes {
-        if in_string {
-            out.push(byte);
-            if escaped {
-                escaped = false;
-            } else if byte == b'\\' {
-                escaped = true;
-            } else if byte == b'"' {
-                in_string = false;
+    let mut i = 0;
+    let mut scan_from = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if b == b'"' {
+            let start = i;
+            i += 1;
+            while i < bytes.len() {
+                match bytes[i] {
+                    b'\\' => i += 2,
+                    b'"' => {
+                        i += 1;
+                        break;
+                    }
+                    _ => i += 1,
+                }
             }
-        } else if !matches!(byte, b' ' | b'\t' | b'\n' | b'\r') {
-            in_string = byte == b'"';
-            out.push(byte);
+            let end = i.min(bytes.len());
+            out.extend_from_slice(&bytes[start..end]);
+        } else if is_space(b) {
+            i += 1;
+        } else {
+            let start = i;
+            // Before the first space no string can hide one: jump to it.
+            if scan_from == 0 && i < first_space && !bytes[i..first_space].contains(&b'"') {
+                i = first_space;
+            } else {
+                while i < bytes.len() && !is_space(bytes[i]) && bytes[i] != b'"' {
+                    i += 1;
+                }
+            }
+            scan_from = i;
+            out.extend_from_slice(&bytes[start..i]);
         }
     }
     // Only ASCII whitespace was removed, so the bytes are still UTF-8.
@@ -206,6 +230,19 @@ mod tests {
     fn minify_keeps_whitespace_inside_strings() {
         let raw = RawJson::parse(r#"{ "a" : [1, 2], "b": "x \" y\\" , "c":{} }"#).unwrap();
         assert_eq!(raw.get(), r#"{"a":[1,2],"b":"x \" y\\","c":{}}"#);
+    }
+
+    #[test]
+    fn minify_handles_escapes_and_edges() {
+        for (text, expected) in [
+            (r#"{"a b" : "c\\" , "d":"\"e f\""}"#, r#"{"a b":"c\\","d":"\"e f\""}"#),
+            (" [ 1 , true , null ] ", "[1,true,null]"),
+            (r#"{"x":[1,2],"y": {"z": "a  b"}}"#, r#"{"x":[1,2],"y":{"z":"a  b"}}"#),
+            (r#""no space""#, r#""no space""#),
+            ("12", "12"),
+        ] {
+            assert_eq!(minify(text), expected, "{text}");
+        }
     }
 
     #[test]
