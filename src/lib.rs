@@ -18,6 +18,7 @@
 //! - `output`: atomic output through a temporary file
 //! - [`options`]: [`ExportOptions`], the build's settings
 //! - [`error`]: [`Error`] and the [`Problem`] list of a refusal
+//! - [`verify`]: checking an archive against the contract and against its dump
 //!
 //! # Embedding
 //!
@@ -69,6 +70,7 @@ mod output;
 mod pivot;
 pub mod timestamp;
 mod validate;
+pub mod verify;
 
 use std::io::{Seek, Write};
 use std::path::Path;

@@ -30,7 +30,7 @@ use crate::dump::origin::Origins;
 use crate::error::{Error, Problems};
 use crate::model::Records;
 use crate::options::{Config, ProgressEvent};
-use crate::pivot::{pivot, ExportCounts};
+use crate::pivot::{pivot, ExportCounts, Pivot};
 use crate::timestamp::{dos_time, latest_timestamp, parse_rfc3339};
 use crate::validate::check_records;
 
@@ -110,24 +110,7 @@ fn write_in_pool<W: Write + Seek>(
             (text, time)
         }
     };
-    let texts: [(&str, Vec<u8>); 4] = [
-        (
-            "README.md",
-            readme::readme(records, &pivot.counts, &generated_at).into_bytes(),
-        ),
-        (
-            "batch.json",
-            entries::batch_json(records, &pivot.counts, &generated_at),
-        ),
-        (
-            "responses-by-submission.jsonl",
-            entries::responses_by_submission(&pivot),
-        ),
-        (
-            "responses-by-task.jsonl",
-            entries::responses_by_task(&pivot),
-        ),
-    ];
+    let texts = text_entries(records, &pivot, &generated_at);
     let upload_bytes: u64 = pivot.files.iter().map(|f| f.upload.size_bytes).sum();
     let text_bytes: u64 = texts.iter().map(|(_, t)| t.len() as u64).sum();
     let entries = texts.len() as u64 + pivot.files.len() as u64;
@@ -157,6 +140,30 @@ fn write_in_pool<W: Write + Seek>(
         generated_at,
     };
     Ok((out, summary))
+}
+
+/// The four text entries, in archive order: what [`write_in_pool`] writes
+/// and what `verify` compares an archive against.
+pub(crate) fn text_entries(
+    records: &Records,
+    pivot: &Pivot<'_>,
+    generated_at: &str,
+) -> [(&'static str, Vec<u8>); 4] {
+    [
+        (
+            "README.md",
+            readme::readme(records, &pivot.counts, generated_at).into_bytes(),
+        ),
+        (
+            "batch.json",
+            entries::batch_json(records, &pivot.counts, generated_at),
+        ),
+        (
+            "responses-by-submission.jsonl",
+            entries::responses_by_submission(pivot),
+        ),
+        ("responses-by-task.jsonl", entries::responses_by_task(pivot)),
+    ]
 }
 
 fn write_text<W: Write + Seek>(

@@ -4,6 +4,7 @@
 
 mod build;
 mod progress;
+mod verify;
 
 use std::path::PathBuf;
 
@@ -28,12 +29,15 @@ pub struct Args {
 enum Command {
     /// Build the export archive of a batch dump.
     Build(build::BuildArgs),
+    /// Check an archive against the contract, and optionally against its dump.
+    Verify(verify::VerifyArgs),
 }
 
 /// Runs one subcommand and returns its exit code.
 pub fn run(args: Args) -> anyhow::Result<u8> {
     match args.command {
         Command::Build(args) => build::run(args),
+        Command::Verify(args) => verify::run(args),
     }
 }
 
