@@ -209,33 +209,60 @@ fn unzip(archive: &Path, manifest: &Manifest, depth: Depth) {
     }
 }
 
-/// `testzip()` reads every entry and checks its CRC; `extractall` writes
-/// them out. With `TestOnly`, each entry is hashed from `open()` instead.
+/// `testzip()` reads every entry and checks its CRC; then `extractall`
+/// writes them out, or (with `TestOnly`) each entry is hashed from `open()`
+/// and compared with the manifest.
 fn python_zipfile(archive: &Path, manifest: &Manifest, depth: Depth) {
     let Some(python) = python() else {
         return;
     };
-    let test = "import sys, zipfile\n\
+    let script = "import hashlib, sys, zipfile\n\
         z = zipfile.ZipFile(sys.argv[1])\n\
         bad = z.testzip()\n\
         assert bad is None, f'bad entry {bad}'\n\
-        if sys.argv[2] == 'extract':\n    z.extractall(sys.argv[3])\n";
+        if sys.argv[2] == 'extract':\n    z.extractall(sys.argv[3])\n\
+        else:\n    for info in z.infolist():\n        sha, size = hashlib.sha256(), 0\n        \
+        with z.open(info) as f:\n            while chunk := f.read(1 << 20):\n                \
+        sha.update(chunk)\n                size += len(chunk)\n        \
+        print(size, sha.hexdigest(), info.filename, sep='\\t')\n";
     match depth {
         Depth::Extract => check_extraction("python zipfile", manifest, |target| {
             run(Command::new(&python)
-                .args(["-c", test])
+                .args(["-c", script])
                 .arg(archive)
                 .arg("extract")
                 .arg(target));
         }),
         Depth::TestOnly => {
-            run(Command::new(&python)
-                .args(["-c", test])
+            let out = run(Command::new(&python)
+                .args(["-c", script])
                 .arg(archive)
-                .arg("test")
-                .arg("-"));
+                .arg("hash"));
+            let text = String::from_utf8(out.stdout).expect("UTF-8 output");
+            assert_eq!(
+                &parse_hashes(text.lines()),
+                manifest,
+                "python zipfile read other bytes"
+            );
         }
     }
+}
+
+/// Parses `size<TAB>sha256<TAB>name` lines, refusing repeated names.
+fn parse_hashes<'l>(lines: impl Iterator<Item = &'l str>) -> Manifest {
+    let mut seen = Manifest::new();
+    for line in lines {
+        let mut fields = line.splitn(3, '\t');
+        let size = fields.next().unwrap().parse().unwrap();
+        let sha256 = fields.next().unwrap().to_owned();
+        let name = fields.next().unwrap().to_owned();
+        assert!(
+            seen.insert(name.clone(), Expected { size, sha256 })
+                .is_none(),
+            "{name} read twice"
+        );
+    }
+    seen
 }
 
 /// bsdtar from the file, and from a pipe, where it cannot seek and must
@@ -338,18 +365,12 @@ fn java(archive: &Path, manifest: &Manifest) {
     let out = run(Command::new(java).arg(program).arg(archive));
     let text = String::from_utf8(out.stdout).expect("UTF-8 output");
     for reader in ["zipfile", "stream"] {
-        let mut seen = Manifest::new();
-        for line in text.lines().filter(|l| l.starts_with(reader)) {
-            let mut fields = line.splitn(4, '\t').skip(1);
-            let size = fields.next().unwrap().parse().unwrap();
-            let sha256 = fields.next().unwrap().to_owned();
-            let name = fields.next().unwrap().to_owned();
-            assert!(
-                seen.insert(name.clone(), Expected { size, sha256 })
-                    .is_none(),
-                "java {reader} saw {name} twice"
-            );
-        }
-        assert_eq!(&seen, manifest, "java {reader} read other bytes");
+        let prefix = format!("{reader}\t");
+        let lines = text.lines().filter_map(|l| l.strip_prefix(&prefix));
+        assert_eq!(
+            &parse_hashes(lines),
+            manifest,
+            "java {reader} read other bytes"
+        );
     }
 }

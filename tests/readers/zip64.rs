@@ -200,7 +200,10 @@ fn more_than_65535_entries() {
     );
 
     manifest.extend(text_manifest(&archive));
-    check_all(&archive, &manifest, Depth::Extract);
+    // Integrity tests plus every entry's bytes hashed (Python, Java) or read
+    // (bsdtar from a pipe): creating and deleting 70,000 files once per
+    // reader would mostly measure the file system.
+    check_all(&archive, &manifest, Depth::TestOnly);
     eprintln!(
         "70,000 entries: all readers done at {:.1?}",
         started.elapsed()
