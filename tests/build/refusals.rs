@@ -67,7 +67,10 @@ fn check_reports_the_same_problems_without_writing() {
 fn problems_beyond_the_cap_are_counted() {
     let copy = tempfile::tempdir().unwrap();
     copy_dir(&fixtures().join("invalid/not-json"), copy.path());
-    let tasks = format!("{{\"id\":\"t-1\"}}\n{{\"id\":\"t-2\"}}\n{}", "not json\n".repeat(500));
+    let tasks = format!(
+        "{{\"id\":\"t-1\"}}\n{{\"id\":\"t-2\"}}\n{}",
+        "not json\n".repeat(500)
+    );
     fs::write(copy.path().join("tasks.jsonl"), tasks).unwrap();
     let err = Dump::open(copy.path()).unwrap().check().unwrap_err();
     assert_eq!(err.problems().len(), batch_export::error::PROBLEM_CAP);
