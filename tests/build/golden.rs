@@ -354,3 +354,29 @@ fn entry_times_are_generated_at() {
     let batch: Value = serde_json::from_slice(&entry(&out, "batch.json")).unwrap();
     assert_eq!(batch["export"]["generated_at"], "2025-02-03T04:05:06+01:00");
 }
+
+#[test]
+fn a_dump_without_uploads_builds_without_files() {
+    let copy = tempfile::tempdir().unwrap();
+    copy_dir(&sample_dump(), copy.path());
+    fs::remove_file(copy.path().join("uploads.jsonl")).unwrap();
+    reorder_lines(&copy.path().join("responses.jsonl"), |lines| {
+        lines.retain(|l| !l.contains("file_upload"))
+    });
+    let out_dir = tempfile::tempdir().unwrap();
+    let out = out_dir.path().join("a.zip");
+    let summary = build(copy.path(), &out, &ExportOptions::new()).unwrap();
+    assert_eq!(summary.counts.files, 0);
+    let names: Vec<String> = read_entries(&out).into_iter().map(|(n, _)| n).collect();
+    assert_eq!(
+        names,
+        [
+            "README.md",
+            "batch.json",
+            "responses-by-submission.jsonl",
+            "responses-by-task.jsonl"
+        ]
+    );
+    let readme = String::from_utf8(entry(&out, "README.md")).unwrap();
+    assert!(readme.contains("there is no `files/` folder"));
+}
