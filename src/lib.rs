@@ -18,6 +18,7 @@
 //! - `output`: atomic output through a temporary file
 //! - [`options`]: [`ExportOptions`], the build's settings
 //! - [`error`]: [`Error`] and the [`Problem`] list of a refusal
+//! - [`formats`]: the dump read and the archive written, in prose with examples
 //!
 //! # Embedding
 //!
@@ -60,6 +61,8 @@
 
 mod archive;
 pub mod blob;
+#[doc = include_str!("../docs/FORMAT.md")]
+pub mod formats {}
 pub mod dump;
 pub mod error;
 pub mod model;
