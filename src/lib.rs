@@ -177,8 +177,8 @@ fn export_records<W: Write + Seek + Send>(
 ) -> Result<ExportSummary, Error> {
     let config = options.freeze()?;
     archive::check(records, origins, earlier)?;
-    let (_, summary) = archive::write_archive(records, origins, blobs, out, &config)?;
-    Ok(summary)
+    let mut out = out;
+    archive::write_archive(records, origins, blobs, &mut out, &config)
 }
 
 fn export_records_to_path(
