@@ -138,9 +138,9 @@ impl Dump {
         options: &ExportOptions,
     ) -> Result<ExportSummary, Error> {
         let (records, origins, problems) = self.parts();
+        // Without records, batch.json was unusable, which is a problem listed.
         let Some(records) = records else {
-            problems.clone().into_result()?;
-            unreachable!("a dump without records always has problems");
+            return Err(Error::Refused(problems.clone()));
         };
         export_records_to_path(
             records,
@@ -159,9 +159,9 @@ impl Dump {
         options: &ExportOptions,
     ) -> Result<ExportSummary, Error> {
         let (records, origins, problems) = self.parts();
+        // Without records, batch.json was unusable, which is a problem listed.
         let Some(records) = records else {
-            problems.clone().into_result()?;
-            unreachable!("a dump without records always has problems");
+            return Err(Error::Refused(problems.clone()));
         };
         export_records(records, origins, problems, &self.blobs(), out, options)
     }

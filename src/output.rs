@@ -42,6 +42,14 @@ pub(crate) fn write_atomically<T>(
     let file = writer
         .into_inner()
         .map_err(|e| Error::Write(e.into_error()))?;
+    // Temporary files are private (0600); a finished archive gets the
+    // ordinary permissions of a file the user created.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        file.set_permissions(std::fs::Permissions::from_mode(0o644))
+            .map_err(|e| Error::io(&*temp_path, e))?;
+    }
     file.sync_all().map_err(|e| Error::io(&*temp_path, e))?;
     drop(file);
     temp_path
