@@ -93,3 +93,21 @@ fn other_errors_exit_2() {
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("/no/such/dump"));
 }
+
+#[test]
+fn output_into_an_existing_directory_uses_the_default_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let status = batch_export()
+        .arg("build")
+        .arg(sample_dump())
+        .arg("-o")
+        .arg(dir.path())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let files = files_in(dir.path());
+    assert!(
+        files.len() == 1 && files[0].starts_with("batch-7f3a-export-"),
+        "{files:?}"
+    );
+}
