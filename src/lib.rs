@@ -19,6 +19,7 @@
 //! - [`options`]: [`ExportOptions`], the build's settings
 //! - [`error`]: [`Error`] and the [`Problem`] list of a refusal
 //! - [`verify`]: checking an archive against the contract and against its dump
+//! - [`formats`]: the dump read and the archive written, in prose with examples
 //!
 //! # Embedding
 //!
@@ -61,6 +62,8 @@
 
 mod archive;
 pub mod blob;
+#[doc = include_str!("../docs/FORMAT.md")]
+pub mod formats {}
 pub mod dump;
 pub mod error;
 pub mod model;
@@ -137,9 +140,9 @@ impl Dump {
         options: &ExportOptions,
     ) -> Result<ExportSummary, Error> {
         let (records, origins, problems) = self.parts();
+        // Without records, batch.json was unusable, which is a problem listed.
         let Some(records) = records else {
-            problems.clone().into_result()?;
-            unreachable!("a dump without records always has problems");
+            return Err(Error::Refused(problems.clone()));
         };
         export_records_to_path(
             records,
@@ -158,9 +161,9 @@ impl Dump {
         options: &ExportOptions,
     ) -> Result<ExportSummary, Error> {
         let (records, origins, problems) = self.parts();
+        // Without records, batch.json was unusable, which is a problem listed.
         let Some(records) = records else {
-            problems.clone().into_result()?;
-            unreachable!("a dump without records always has problems");
+            return Err(Error::Refused(problems.clone()));
         };
         export_records(records, origins, problems, &self.blobs(), out, options)
     }
@@ -176,8 +179,8 @@ fn export_records<W: Write + Seek + Send>(
 ) -> Result<ExportSummary, Error> {
     let config = options.freeze()?;
     archive::check(records, origins, earlier)?;
-    let (_, summary) = archive::write_archive(records, origins, blobs, out, &config)?;
-    Ok(summary)
+    let mut out = out;
+    archive::write_archive(records, origins, blobs, &mut out, &config)
 }
 
 fn export_records_to_path(
