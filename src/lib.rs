@@ -18,6 +18,9 @@
 //! - `output`: atomic output through a temporary file
 //! - [`options`]: [`ExportOptions`], the build's settings
 //! - [`error`]: [`Error`] and the [`Problem`] list of a refusal
+//! - [`jobs`]: the export-job engine: SQLite store, fingerprints, signed links, workers
+//! - [`http`]: the export-job web service on top of [`jobs`]
+//! - [`client`]: the client of that service: request, poll, download
 //!
 //! # Embedding
 //!
@@ -60,8 +63,11 @@
 
 mod archive;
 pub mod blob;
+pub mod client;
 pub mod dump;
 pub mod error;
+pub mod http;
+pub mod jobs;
 pub mod model;
 pub mod naming;
 pub mod options;
