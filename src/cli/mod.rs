@@ -3,7 +3,9 @@
 //! verification, 2 any other error.
 
 mod build;
+mod export;
 mod progress;
+mod serve;
 
 use std::path::PathBuf;
 
@@ -28,12 +30,18 @@ pub struct Args {
 enum Command {
     /// Build the export archive of a batch dump.
     Build(build::BuildArgs),
+    /// Serve export jobs over HTTP for a data folder of batch dumps.
+    Serve(serve::ServeArgs),
+    /// Fetch a batch's export from the service (token in PROLIFIC_TOKEN).
+    Export(export::ExportArgs),
 }
 
 /// Runs one subcommand and returns its exit code.
 pub fn run(args: Args) -> anyhow::Result<u8> {
     match args.command {
         Command::Build(args) => build::run(args),
+        Command::Serve(args) => serve::run(args),
+        Command::Export(args) => export::run(args),
     }
 }
 
