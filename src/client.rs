@@ -455,6 +455,13 @@ impl Client {
         }
         file.sync_all()
             .map_err(|e| ClientError::Io { path: temp.path().to_path_buf(), source: e })?;
+        // Temporary files are created owner-only; the archive is an
+        // ordinary document, readable like any other download.
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let _ = file.set_permissions(std::fs::Permissions::from_mode(0o644));
+        }
         let path = match &request.output {
             Some(output) => output.clone(),
             None => dir.join(server_name.unwrap_or_else(|| fallback_name(&request.batch_id))),
