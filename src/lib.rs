@@ -21,6 +21,7 @@
 //! - [`jobs`]: the export-job engine: SQLite store, fingerprints, signed links, workers
 //! - [`http`]: the export-job web service on top of [`jobs`]
 //! - [`client`]: the client of that service: request, poll, download
+//! - [`formats`]: the dump read and the archive written, in prose with examples
 //!
 //! # Embedding
 //!
@@ -64,6 +65,8 @@
 mod archive;
 pub mod blob;
 pub mod client;
+#[doc = include_str!("../docs/FORMAT.md")]
+pub mod formats {}
 pub mod dump;
 pub mod error;
 pub mod http;
@@ -141,9 +144,9 @@ impl Dump {
         options: &ExportOptions,
     ) -> Result<ExportSummary, Error> {
         let (records, origins, problems) = self.parts();
+        // Without records, batch.json was unusable, which is a problem listed.
         let Some(records) = records else {
-            problems.clone().into_result()?;
-            unreachable!("a dump without records always has problems");
+            return Err(Error::Refused(problems.clone()));
         };
         export_records_to_path(
             records,
@@ -162,9 +165,9 @@ impl Dump {
         options: &ExportOptions,
     ) -> Result<ExportSummary, Error> {
         let (records, origins, problems) = self.parts();
+        // Without records, batch.json was unusable, which is a problem listed.
         let Some(records) = records else {
-            problems.clone().into_result()?;
-            unreachable!("a dump without records always has problems");
+            return Err(Error::Refused(problems.clone()));
         };
         export_records(records, origins, problems, &self.blobs(), out, options)
     }
@@ -180,8 +183,8 @@ fn export_records<W: Write + Seek + Send>(
 ) -> Result<ExportSummary, Error> {
     let config = options.freeze()?;
     archive::check(records, origins, earlier)?;
-    let (_, summary) = archive::write_archive(records, origins, blobs, out, &config)?;
-    Ok(summary)
+    let mut out = out;
+    archive::write_archive(records, origins, blobs, &mut out, &config)
 }
 
 fn export_records_to_path(

@@ -66,14 +66,21 @@ pub(crate) fn check(records: &Records, origins: &Origins, earlier: &Problems) ->
     problems.into_result()
 }
 
+/// A seekable sink the archive can be written to. Public functions are
+/// generic over their sink and hand it here as a trait object, so the
+/// writer is compiled once.
+pub(crate) trait WriteSeek: Write + Seek + Send {}
+
+impl<T: Write + Seek + Send + ?Sized> WriteSeek for T {}
+
 /// Builds the archive into `out`, on the build's own thread pool.
-pub(crate) fn write_archive<W: Write + Seek + Send>(
+pub(crate) fn write_archive(
     records: &Records,
     origins: &Origins,
     blobs: &dyn BlobSource,
-    out: W,
+    out: &mut dyn WriteSeek,
     config: &Config,
-) -> Result<(W, ExportSummary), Error> {
+) -> Result<ExportSummary, Error> {
     let threads = config
         .threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
@@ -92,11 +99,11 @@ pub(crate) fn write_archive<W: Write + Seek + Send>(
     pool.install(|| write_in_pool(records, out, &cx))
 }
 
-fn write_in_pool<W: Write + Seek>(
+fn write_in_pool(
     records: &Records,
-    out: W,
+    out: &mut dyn WriteSeek,
     cx: &Context<'_>,
-) -> Result<(W, ExportSummary), Error> {
+) -> Result<ExportSummary, Error> {
     let pivot = pivot(records, cx.config);
     uploads::precheck(&pivot.files, cx)?;
     cx.config.check_cancelled()?;
@@ -146,7 +153,7 @@ fn write_in_pool<W: Write + Seek>(
     }
     drop(texts);
     uploads::write_all(&mut zip, &pivot.files, cx)?;
-    let (out, archive_bytes) = zip.finish().map_err(Error::Write)?;
+    let (_, archive_bytes) = zip.finish().map_err(Error::Write)?;
     cx.config.report(ProgressEvent::Finished);
     let summary = ExportSummary {
         batch_id: records.batch.id.clone(),
@@ -156,7 +163,7 @@ fn write_in_pool<W: Write + Seek>(
         content_bytes: text_bytes + upload_bytes,
         generated_at,
     };
-    Ok((out, summary))
+    Ok(summary)
 }
 
 fn write_text<W: Write + Seek>(

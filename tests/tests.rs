@@ -1,0 +1,6 @@
+//! The integration-test harness: one binary, one module per area.
+
+mod common;
+
+mod build;
+mod oracle;
