@@ -228,6 +228,14 @@ pub struct Client {
     agent: ureq::Agent,
 }
 
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Client {
     /// A client; refuses an API URL that would send the token in clear
     /// over the network.
@@ -369,13 +377,19 @@ impl Client {
             .prefix(".batch-export-")
             .suffix(".part")
             .tempfile_in(&dir)
-            .map_err(|e| ClientError::Io { path: dir.clone(), source: e })?;
+            .map_err(|e| ClientError::Io {
+                path: dir.clone(),
+                source: e,
+            })?;
         let mut file = temp.as_file();
         let mut have = 0u64;
         let (mut refused, mut broken) = (0u32, 0u32);
         let mut server_name = None;
         loop {
-            let link = status.url.clone().ok_or_else(|| self.protocol("complete without a url"))?;
+            let link = status
+                .url
+                .clone()
+                .ok_or_else(|| self.protocol("complete without a url"))?;
             progress(ClientEvent::LinkReady {
                 expires_at: status.expires_at.clone().unwrap_or_default(),
             });
@@ -423,7 +437,9 @@ impl Client {
                 return Err(self.protocol("the server answered another range than asked"));
             }
             server_name = content_disposition_name(&response).or(server_name);
-            let remaining: Option<u64> = response.header("Content-Length").and_then(|v| v.parse().ok());
+            let remaining: Option<u64> = response
+                .header("Content-Length")
+                .and_then(|v| v.parse().ok());
             let total = remaining.map(|r| r + have);
             let mut body = response.into_reader();
             let before = have;
@@ -449,12 +465,17 @@ impl Client {
                     progress(ClientEvent::Resuming { offset: have });
                 }
                 Err(CopyError::Write(source)) => {
-                    return Err(ClientError::Io { path: temp.path().to_path_buf(), source })
+                    return Err(ClientError::Io {
+                        path: temp.path().to_path_buf(),
+                        source,
+                    })
                 }
             }
         }
-        file.sync_all()
-            .map_err(|e| ClientError::Io { path: temp.path().to_path_buf(), source: e })?;
+        file.sync_all().map_err(|e| ClientError::Io {
+            path: temp.path().to_path_buf(),
+            source: e,
+        })?;
         // Temporary files are created owner-only; the archive is an
         // ordinary document, readable like any other download.
         #[cfg(unix)]
@@ -466,9 +487,15 @@ impl Client {
             Some(output) => output.clone(),
             None => dir.join(server_name.unwrap_or_else(|| fallback_name(&request.batch_id))),
         };
-        temp.persist(&path)
-            .map_err(|e| ClientError::Io { path: path.clone(), source: e.error })?;
-        Ok(Downloaded { path, bytes: have, export_id: export_id.to_owned() })
+        temp.persist(&path).map_err(|e| ClientError::Io {
+            path: path.clone(),
+            source: e.error,
+        })?;
+        Ok(Downloaded {
+            path,
+            bytes: have,
+            export_id: export_id.to_owned(),
+        })
     }
 
     /// A fresh link: a poll of the job, or a new request if the job went.
@@ -508,20 +535,28 @@ fn copy(
         };
         file.write_all(&buf[..n]).map_err(CopyError::Write)?;
         *have += n as u64;
-        progress(ClientEvent::Downloading { done: *have, total: total.unwrap_or(*have) });
+        progress(ClientEvent::Downloading {
+            done: *have,
+            total: total.unwrap_or(*have),
+        });
     }
 }
 
 fn truncate(mut file: &File, path: &Path) -> Result<u64, ClientError> {
     file.set_len(0)
         .and_then(|()| file.seek(SeekFrom::Start(0)).map(|_| ()))
-        .map_err(|e| ClientError::Io { path: path.to_path_buf(), source: e })?;
+        .map_err(|e| ClientError::Io {
+            path: path.to_path_buf(),
+            source: e,
+        })?;
     Ok(0)
 }
 
 /// HTTPS, or plain HTTP to 127.0.0.0/8, `::1` or `localhost`.
 fn check_url(text: &str) -> Result<(), ClientError> {
-    let insecure = || ClientError::InsecureUrl { url: text.to_owned() };
+    let insecure = || ClientError::InsecureUrl {
+        url: text.to_owned(),
+    };
     let url = url::Url::parse(text).map_err(|_| insecure())?;
     let loopback = match url.host() {
         Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
@@ -562,7 +597,9 @@ fn failure(method: &'static str, url: &url::Url, err: ureq::Error) -> ClientErro
 fn error_message(response: ureq::Response) -> String {
     let text = response.into_string().unwrap_or_default();
     match serde_json::from_str::<serde_json::Value>(&text) {
-        Ok(json) if json["error"].is_string() => json["error"].as_str().unwrap_or_default().to_owned(),
+        Ok(json) if json["error"].is_string() => {
+            json["error"].as_str().unwrap_or_default().to_owned()
+        }
         _ => text.chars().take(200).collect(),
     }
 }
@@ -576,7 +613,13 @@ fn range_start(response: &ureq::Response) -> Option<u64> {
 /// names are taken, so a hostile server cannot pick the extension.
 fn content_disposition_name(response: &ureq::Response) -> Option<String> {
     let value = response.header("Content-Disposition")?;
-    let name = value.split("filename=").nth(1)?.split(';').next()?.trim().trim_matches('"');
+    let name = value
+        .split("filename=")
+        .nth(1)?
+        .split(';')
+        .next()?
+        .trim()
+        .trim_matches('"');
     let safe = crate::naming::safe_file_name(name);
     (safe.ends_with(".zip") && !safe.starts_with('.')).then_some(safe)
 }
@@ -585,9 +628,14 @@ fn content_disposition_name(response: &ureq::Response) -> Option<String> {
 /// server that names no file.
 fn fallback_name(batch_id: &str) -> String {
     let stamp = time::OffsetDateTime::now_utc()
-        .format(time::macros::format_description!("[year][month][day]-[hour][minute][second]"))
+        .format(time::macros::format_description!(
+            "[year][month][day]-[hour][minute][second]"
+        ))
         .unwrap_or_default();
-    format!("{}-export-{stamp}.zip", crate::naming::safe_prefix(batch_id))
+    format!(
+        "{}-export-{stamp}.zip",
+        crate::naming::safe_prefix(batch_id)
+    )
 }
 
 fn parent_of(path: &Path) -> PathBuf {

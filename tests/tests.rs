@@ -4,3 +4,4 @@ mod common;
 
 mod build;
 mod oracle;
+mod service;

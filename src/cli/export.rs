@@ -21,7 +21,11 @@ pub struct ExportArgs {
     #[arg(short, long)]
     output: Option<PathBuf>,
     /// The service's base URL.
-    #[arg(long, env = "BATCH_EXPORT_API_URL", default_value = "http://127.0.0.1:8080")]
+    #[arg(
+        long,
+        env = "BATCH_EXPORT_API_URL",
+        default_value = "http://127.0.0.1:8080"
+    )]
     api_url: String,
     /// Seconds between status polls.
     #[arg(long, default_value_t = 3.0, value_name = "SECONDS")]
@@ -46,7 +50,8 @@ pub fn run(args: ExportArgs) -> anyhow::Result<u8> {
         .filter(|t| !t.is_empty())
         .context("PROLIFIC_TOKEN is not set: export your API token first")?;
     let seconds = |value: f64, name: &str| {
-        Duration::try_from_secs_f64(value).with_context(|| format!("{name} must be a non-negative number"))
+        Duration::try_from_secs_f64(value)
+            .with_context(|| format!("{name} must be a non-negative number"))
     };
     let config = ClientConfig::new(&args.api_url, token)
         .poll_interval(seconds(args.poll_interval, "--poll-interval")?)
@@ -109,7 +114,8 @@ impl Bar {
                 self.bar.set_message(format!("export {export_id}"));
             }
             ClientEvent::Generating { elapsed } => {
-                self.bar.set_message(format!("generating ({}s)", elapsed.as_secs()));
+                self.bar
+                    .set_message(format!("generating ({}s)", elapsed.as_secs()));
             }
             ClientEvent::Downloading { done, total } => {
                 if self.bar.length() != Some(total) {
@@ -126,7 +132,9 @@ impl Bar {
             ClientEvent::Resuming { offset } => {
                 self.bar.set_message(format!("resuming at byte {offset}"));
             }
-            ClientEvent::RefreshingLink => self.bar.set_message("link expired, fetching a fresh one"),
+            ClientEvent::RefreshingLink => {
+                self.bar.set_message("link expired, fetching a fresh one")
+            }
             _ => {}
         }
     }

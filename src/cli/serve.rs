@@ -47,7 +47,9 @@ pub fn run(args: ServeArgs) -> anyhow::Result<u8> {
     let batches = catalog
         .batches()
         .with_context(|| format!("reading data folder {}", args.data.display()))?;
-    let tokens_path = args.tokens.unwrap_or_else(|| args.state.join("tokens.json"));
+    let tokens_path = args
+        .tokens
+        .unwrap_or_else(|| args.state.join("tokens.json"));
     let tokens = if tokens_path.exists() || !is_default(&tokens_path, &args.state) {
         Tokens::load(&tokens_path)?
     } else {
@@ -85,13 +87,20 @@ pub fn run(args: ServeArgs) -> anyhow::Result<u8> {
             .with_context(|| format!("listening on {}", args.listen))?;
         let addr = listener.local_addr()?;
         for batch in &batches {
-            eprintln!("batch {} (workspace {}) from {}", batch.id, batch.workspace_id, batch.dir.display());
+            eprintln!(
+                "batch {} (workspace {}) from {}",
+                batch.id,
+                batch.workspace_id,
+                batch.dir.display()
+            );
         }
         eprintln!("serving http://{addr}/api/v1/data-collection/ (Ctrl-C to stop)");
         let shutdown = async {
             let _ = tokio::signal::ctrl_c().await;
         };
-        http::serve(listener, service, shutdown).await.context("serving")
+        http::serve(listener, service, shutdown)
+            .await
+            .context("serving")
     })?;
     Ok(EXIT_OK)
 }

@@ -102,7 +102,10 @@ impl Tokens {
     /// Writes a token file at `path` holding one new random development
     /// token for `workspaces`; returns the tokens and that token. Refuses
     /// to overwrite an existing file.
-    pub fn create_default(path: &Path, workspaces: Vec<String>) -> Result<(Tokens, String), JobError> {
+    pub fn create_default(
+        path: &Path,
+        workspaces: Vec<String>,
+    ) -> Result<(Tokens, String), JobError> {
         let token = hex::encode(random_bytes(20)?);
         let file = TokenFile {
             tokens: vec![TokenEntry {

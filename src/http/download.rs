@@ -75,14 +75,20 @@ pub(super) async fn download(
         .filter(|_| if_range_matches(&headers, &etag));
     let (status, start, len) = match range.map(|r| parse_range(r, size)) {
         None | Some(RangeAnswer::Whole) => (StatusCode::OK, 0, size),
-        Some(RangeAnswer::Part(start, end)) => (StatusCode::PARTIAL_CONTENT, start, end - start + 1),
+        Some(RangeAnswer::Part(start, end)) => {
+            (StatusCode::PARTIAL_CONTENT, start, end - start + 1)
+        }
         Some(RangeAnswer::Unsatisfiable) => {
             let mut response = ApiError::new(
                 StatusCode::RANGE_NOT_SATISFIABLE,
                 format!("the archive has {size} bytes"),
             )
             .into_response();
-            insert(&mut response, header::CONTENT_RANGE, &format!("bytes */{size}"));
+            insert(
+                &mut response,
+                header::CONTENT_RANGE,
+                &format!("bytes */{size}"),
+            );
             return response;
         }
     };
@@ -99,11 +105,18 @@ pub(super) async fn download(
     insert(
         &mut response,
         header::CONTENT_DISPOSITION,
-        &format!("attachment; filename=\"{}\"", job.file_name().replace(['"', '\\'], "_")),
+        &format!(
+            "attachment; filename=\"{}\"",
+            job.file_name().replace(['"', '\\'], "_")
+        ),
     );
     if status == StatusCode::PARTIAL_CONTENT {
         let end = start + len - 1;
-        insert(&mut response, header::CONTENT_RANGE, &format!("bytes {start}-{end}/{size}"));
+        insert(
+            &mut response,
+            header::CONTENT_RANGE,
+            &format!("bytes {start}-{end}/{size}"),
+        );
     }
     response
 }

@@ -61,9 +61,12 @@ type ApiResult = Result<Response, ApiError>;
 
 /// Runs `work` on the blocking pool.
 async fn blocking(work: impl FnOnce() -> ApiResult + Send + 'static) -> ApiResult {
-    tokio::task::spawn_blocking(work)
-        .await
-        .unwrap_or_else(|_| Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error")))
+    tokio::task::spawn_blocking(work).await.unwrap_or_else(|_| {
+        Err(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal error",
+        ))
+    })
 }
 
 impl Service {
@@ -72,9 +75,10 @@ impl Service {
         let header = headers
             .get(axum::http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok());
-        let access = self.tokens.check(header).ok_or_else(|| {
-            ApiError::new(StatusCode::UNAUTHORIZED, "missing or unknown token")
-        })?;
+        let access = self
+            .tokens
+            .check(header)
+            .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "missing or unknown token"))?;
         match self.catalog.find(batch_id)? {
             Some(batch) if access.allows(&batch.workspace_id) => Ok(batch),
             _ => Err(ApiError::no_batch()),

@@ -16,8 +16,7 @@ use std::thread::JoinHandle;
 
 use super::store::Store;
 use super::{
-    filter, fingerprint, BatchInfo, BuildJob, Builder, Clock, Job, JobError, JobStatus,
-    JobsConfig,
+    filter, fingerprint, BatchInfo, BuildJob, Builder, Clock, Job, JobError, JobStatus, JobsConfig,
 };
 use crate::ExportFilter;
 

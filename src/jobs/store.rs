@@ -102,7 +102,7 @@ impl Store {
     }
 
     /// The newest complete job of a batch and filter built from records
-    /// with this fingerprint and created at or after `since`.
+    /// with this fingerprint and created after `since` (strictly younger).
     pub fn reusable(
         &self,
         batch_id: &str,
@@ -112,7 +112,7 @@ impl Store {
     ) -> Result<Option<Job>, JobError> {
         let sql = format!(
             "SELECT {COLUMNS} FROM jobs WHERE batch_id = ?1 AND filter = ?2
-             AND status = 'complete' AND fingerprint = ?3 AND created_at >= ?4
+             AND status = 'complete' AND fingerprint = ?3 AND created_at > ?4
              ORDER BY seq DESC LIMIT 1"
         );
         Ok(self
