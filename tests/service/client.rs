@@ -294,6 +294,9 @@ fn the_export_command_writes_the_archive() {
     assert!(out.path().join("x/y.zip").is_file());
 }
 
+/// Token, API URL, arguments, expected exit code, expected message.
+type Case<'a> = (Option<&'a str>, &'a str, &'a [&'a str], i32, &'a str);
+
 #[test]
 fn the_export_command_explains_each_failure() {
     let dirs = Dirs::new();
@@ -307,7 +310,7 @@ fn the_export_command_explains_each_failure() {
     );
     let out = tempfile::tempdir().unwrap();
     let base = server.base.as_str();
-    let cases: [(Option<&str>, &str, &[&str], i32, &str); 6] = [
+    let cases: [Case; 6] = [
         (None, base, &[BATCH], 2, "PROLIFIC_TOKEN is not set"),
         (Some("nope"), base, &[BATCH], 2, "refused the token (401)"),
         (
