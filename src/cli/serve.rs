@@ -95,14 +95,28 @@ pub fn run(args: ServeArgs) -> anyhow::Result<u8> {
             );
         }
         eprintln!("serving http://{addr}/api/v1/data-collection/ (Ctrl-C to stop)");
-        let shutdown = async {
-            let _ = tokio::signal::ctrl_c().await;
-        };
-        http::serve(listener, service, shutdown)
+        http::serve(listener, service, stop_signal())
             .await
             .context("serving")
     })?;
     Ok(EXIT_OK)
+}
+
+/// Ctrl-C, or SIGTERM (how service managers stop a process): either lets
+/// open requests finish and leaves running builds for the next start.
+async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
 }
 
 /// Only the default token file is created on demand; a path given with
