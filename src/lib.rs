@@ -19,6 +19,9 @@
 //! - [`options`]: [`ExportOptions`], the build's settings
 //! - [`error`]: [`Error`] and the [`Problem`] list of a refusal
 //! - [`verify`]: checking an archive against the contract and against its dump
+//! - [`jobs`]: the export-job engine: SQLite store, fingerprints, signed links, workers
+//! - [`http`]: the export-job web service on top of [`jobs`]
+//! - [`client`]: the client of that service: request, poll, download
 //! - [`formats`]: the dump read and the archive written, in prose with examples
 //!
 //! # Embedding
@@ -62,10 +65,13 @@
 
 mod archive;
 pub mod blob;
+pub mod client;
 #[doc = include_str!("../docs/FORMAT.md")]
 pub mod formats {}
 pub mod dump;
 pub mod error;
+pub mod http;
+pub mod jobs;
 pub mod model;
 pub mod naming;
 pub mod options;

@@ -5,4 +5,5 @@ mod common;
 mod build;
 mod oracle;
 mod readers;
+mod service;
 mod verify;

@@ -3,7 +3,9 @@
 //! verification, 2 any other error.
 
 mod build;
+mod export;
 mod progress;
+mod serve;
 mod verify;
 
 use std::path::PathBuf;
@@ -31,6 +33,10 @@ enum Command {
     Build(build::BuildArgs),
     /// Check an archive against the contract, and optionally against its dump.
     Verify(verify::VerifyArgs),
+    /// Serve export jobs over HTTP for a data folder of batch dumps.
+    Serve(serve::ServeArgs),
+    /// Fetch a batch's export from the service (token in PROLIFIC_TOKEN).
+    Export(export::ExportArgs),
 }
 
 /// Runs one subcommand and returns its exit code.
@@ -38,6 +44,8 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
     match args.command {
         Command::Build(args) => build::run(args),
         Command::Verify(args) => verify::run(args),
+        Command::Serve(args) => serve::run(args),
+        Command::Export(args) => export::run(args),
     }
 }
 
