@@ -18,6 +18,11 @@
 //! - `output`: atomic output through a temporary file
 //! - [`options`]: [`ExportOptions`], the build's settings
 //! - [`error`]: [`Error`] and the [`Problem`] list of a refusal
+//! - [`verify`]: checking an archive against the contract and against its dump
+//! - [`jobs`]: the export-job engine: SQLite store, fingerprints, signed links, workers
+//! - [`http`]: the export-job web service on top of [`jobs`]
+//! - [`client`]: the client of that service: request, poll, download
+//! - [`formats`]: the dump read and the archive written, in prose with examples
 //! - [`synth`]: synthetic dumps of any size, for benchmarks and scale tests
 //!
 //! # Embedding
@@ -63,9 +68,14 @@ mod archive;
 #[doc(hidden)]
 pub mod bench_support;
 pub mod blob;
+pub mod client;
+#[doc = include_str!("../docs/FORMAT.md")]
+pub mod formats {}
 pub mod dump;
 pub mod error;
 mod hash;
+pub mod http;
+pub mod jobs;
 pub mod model;
 pub mod naming;
 pub mod options;
@@ -74,6 +84,7 @@ mod pivot;
 pub mod synth;
 pub mod timestamp;
 mod validate;
+pub mod verify;
 
 use std::io::{Seek, Write};
 use std::path::Path;
@@ -140,9 +151,9 @@ impl Dump {
         options: &ExportOptions,
     ) -> Result<ExportSummary, Error> {
         let (records, origins, problems) = self.parts();
+        // Without records, batch.json was unusable, which is a problem listed.
         let Some(records) = records else {
-            problems.clone().into_result()?;
-            unreachable!("a dump without records always has problems");
+            return Err(Error::Refused(problems.clone()));
         };
         export_records_to_path(
             records,
@@ -161,9 +172,9 @@ impl Dump {
         options: &ExportOptions,
     ) -> Result<ExportSummary, Error> {
         let (records, origins, problems) = self.parts();
+        // Without records, batch.json was unusable, which is a problem listed.
         let Some(records) = records else {
-            problems.clone().into_result()?;
-            unreachable!("a dump without records always has problems");
+            return Err(Error::Refused(problems.clone()));
         };
         export_records(records, origins, problems, &self.blobs(), out, options)
     }
@@ -179,8 +190,8 @@ fn export_records<W: Write + Seek + Send>(
 ) -> Result<ExportSummary, Error> {
     let config = options.freeze()?;
     archive::check(records, origins, earlier)?;
-    let (_, summary) = archive::write_archive(records, origins, blobs, out, &config)?;
-    Ok(summary)
+    let mut out = out;
+    archive::write_archive(records, origins, blobs, &mut out, &config)
 }
 
 fn export_records_to_path(

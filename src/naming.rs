@@ -81,13 +81,15 @@ fn floor_char_boundary(text: &str, max: usize) -> &str {
 }
 
 /// Makes a submission id usable as the prefix of an entry name. Ordinary ids
-/// pass unchanged; separators and control characters cannot reach a name.
+/// pass unchanged; separators and control characters cannot reach a name,
+/// and an absurdly long id is cut so the name still fits a ZIP header.
 pub fn safe_prefix(submission_id: &str) -> String {
-    submission_id
+    let cleaned: String = submission_id
         .chars()
         .filter(|c| !c.is_control())
         .map(|c| if "/\\<>:\"|?*".contains(c) { '_' } else { c })
-        .collect()
+        .collect();
+    floor_char_boundary(&cleaned, MAX_NAME_BYTES).to_owned()
 }
 
 /// Hands out unique entry names, comparing names without regard to case.

@@ -19,7 +19,7 @@ const WRITE_BUFFER: usize = 1 << 20;
 /// into place when it succeeds.
 pub(crate) fn write_atomically<T>(
     path: &Path,
-    write: impl FnOnce(BufWriter<File>) -> Result<(BufWriter<File>, T), Error>,
+    write: impl FnOnce(&mut BufWriter<File>) -> Result<T, Error>,
 ) -> Result<T, Error> {
     let dir = match path.parent() {
         Some(parent) if !parent.as_os_str().is_empty() => parent,
@@ -36,12 +36,20 @@ pub(crate) fn write_atomically<T>(
         .map_err(|e| Error::io(dir, e))?;
     let (temp_file, temp_path) = temp.into_parts();
     // From here on, dropping `temp_path` deletes the temporary file.
-    let writer = BufWriter::with_capacity(WRITE_BUFFER, temp_file);
-    let (mut writer, value) = write(writer)?;
+    let mut writer = BufWriter::with_capacity(WRITE_BUFFER, temp_file);
+    let value = write(&mut writer)?;
     writer.flush().map_err(Error::Write)?;
     let file = writer
         .into_inner()
         .map_err(|e| Error::Write(e.into_error()))?;
+    // Temporary files are private (0600); a finished archive gets the
+    // ordinary permissions of a file the user created.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        file.set_permissions(std::fs::Permissions::from_mode(0o644))
+            .map_err(|e| Error::io(&*temp_path, e))?;
+    }
     file.sync_all().map_err(|e| Error::io(&*temp_path, e))?;
     drop(file);
     temp_path

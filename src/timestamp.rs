@@ -25,10 +25,14 @@ pub(crate) fn instant(value: Option<&RawJson>) -> Option<i128> {
 }
 
 /// The latest `created_at`, `started_at` or `completed_at` of any record,
-/// as written in the record, or [`EPOCH_1980`] when there is none.
+/// in UTC (`...Z`), or [`EPOCH_1980`] when there is none.
+///
+/// Written in UTC rather than as found, because two records can name the
+/// same instant in different offsets, and which of them came first depends
+/// on line order, which must not change the archive.
 pub fn latest_timestamp(records: &Records) -> String {
     const NAMES: [&str; 3] = ["created_at", "started_at", "completed_at"];
-    let mut latest: Option<(i128, String)> = None;
+    let mut latest: Option<OffsetDateTime> = None;
     let mut consider = |value: Option<&RawJson>| {
         let Some(text) = value.and_then(RawJson::as_string) else {
             return;
@@ -36,9 +40,8 @@ pub fn latest_timestamp(records: &Records) -> String {
         let Some(time) = parse_rfc3339(&text) else {
             return;
         };
-        let nanos = time.unix_timestamp_nanos();
-        if latest.as_ref().is_none_or(|(best, _)| nanos > *best) {
-            latest = Some((nanos, text));
+        if latest.is_none_or(|best| time > best) {
+            latest = Some(time);
         }
     };
     let named = |fields: &[(String, RawJson)], consider: &mut dyn FnMut(Option<&RawJson>)| {
@@ -71,7 +74,13 @@ pub fn latest_timestamp(records: &Records) -> String {
     for upload in &records.uploads {
         named(&upload.extra, &mut consider);
     }
-    latest.map_or_else(|| EPOCH_1980.to_owned(), |(_, text)| text)
+    match latest {
+        Some(time) => time
+            .to_offset(time::UtcOffset::UTC)
+            .format(&Rfc3339)
+            .unwrap_or_else(|_| EPOCH_1980.to_owned()),
+        None => EPOCH_1980.to_owned(),
+    }
 }
 
 /// The MS-DOS `(time, date)` pair of an instant, in UTC, clamped to the
@@ -108,6 +117,24 @@ mod tests {
     fn dos_time_clamps_before_1980() {
         let time = parse_rfc3339("1970-01-01T00:00:00Z").unwrap();
         assert_eq!(dos_time(time), (0, 33));
+    }
+
+    #[test]
+    fn latest_timestamp_is_written_in_utc() {
+        let mut records = Records::new(crate::model::Batch::new("b", "n", "w"));
+        assert_eq!(latest_timestamp(&records), EPOCH_1980);
+        for (id, at) in [
+            ("a", "2024-05-01T11:00:00+02:00"),
+            ("b", "2024-05-01T08:59:59.5Z"),
+            ("c", "soon"),
+        ] {
+            records.submissions.push(crate::model::Submission {
+                id: id.into(),
+                started_at: Some(RawJson::string(at)),
+                ..Default::default()
+            });
+        }
+        assert_eq!(latest_timestamp(&records), "2024-05-01T09:00:00Z");
     }
 
     #[test]

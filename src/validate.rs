@@ -52,7 +52,8 @@ pub(crate) fn check_records(records: &Records, origins: &Origins) -> Problems {
             problems.push(origins.problem(kind, RecordFile::Responses, index, field, message));
         };
         let submission = submissions.get(response.submission_id.as_str());
-        if submission.is_none() {
+        let known = |file, id: &str| origins.already_reported(file, id);
+        if submission.is_none() && !known(RecordFile::Submissions, &response.submission_id) {
             let id = &response.submission_id;
             report(
                 ProblemKind::DanglingReference,
@@ -60,7 +61,9 @@ pub(crate) fn check_records(records: &Records, origins: &Origins) -> Problems {
                 format!("submission {id:?} does not exist"),
             );
         }
-        if !tasks.contains_key(response.task_id.as_str()) {
+        if !tasks.contains_key(response.task_id.as_str())
+            && !known(RecordFile::Tasks, &response.task_id)
+        {
             let id = &response.task_id;
             report(
                 ProblemKind::DanglingReference,
@@ -72,6 +75,7 @@ pub(crate) fn check_records(records: &Records, origins: &Origins) -> Problems {
             .get(response.instruction_id.as_str())
             .map(|&i| &records.instructions[i]);
         match instruction {
+            None if known(RecordFile::Instructions, &response.instruction_id) => {}
             None => {
                 let id = &response.instruction_id;
                 report(
@@ -116,6 +120,7 @@ pub(crate) fn check_records(records: &Records, origins: &Origins) -> Problems {
                         "a file_upload answer needs a string file_key".to_owned(),
                     ),
                     Some(key) => match uploads.get(key.as_str()) {
+                        None if known(RecordFile::Uploads, &key) => {}
                         None => report(
                             ProblemKind::DanglingReference,
                             &field,

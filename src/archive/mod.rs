@@ -32,7 +32,7 @@ use crate::dump::origin::Origins;
 use crate::error::{Error, Problems};
 use crate::model::Records;
 use crate::options::{Config, ProgressEvent};
-use crate::pivot::{pivot, ExportCounts};
+use crate::pivot::{pivot, ExportCounts, Pivot};
 use crate::timestamp::{dos_time, latest_timestamp, parse_rfc3339};
 use crate::validate::check_records;
 
@@ -68,14 +68,21 @@ pub(crate) fn check(records: &Records, origins: &Origins, earlier: &Problems) ->
     problems.into_result()
 }
 
+/// A seekable sink the archive can be written to. Public functions are
+/// generic over their sink and hand it here as a trait object, so the
+/// writer is compiled once.
+pub(crate) trait WriteSeek: Write + Seek + Send {}
+
+impl<T: Write + Seek + Send + ?Sized> WriteSeek for T {}
+
 /// Builds the archive into `out`, on the build's own thread pool.
-pub(crate) fn write_archive<W: Write + Seek + Send>(
+pub(crate) fn write_archive(
     records: &Records,
     origins: &Origins,
     blobs: &dyn BlobSource,
-    out: W,
+    out: &mut dyn WriteSeek,
     config: &Config,
-) -> Result<(W, ExportSummary), Error> {
+) -> Result<ExportSummary, Error> {
     let cx = Context {
         config,
         blobs,
@@ -102,11 +109,11 @@ pub(crate) fn in_pool<T: Send>(
     Ok(pool.install(work))
 }
 
-fn write_in_pool<W: Write + Seek + Send>(
+fn write_in_pool(
     records: &Records,
-    out: W,
+    out: &mut dyn WriteSeek,
     cx: &Context<'_>,
-) -> Result<(W, ExportSummary), Error> {
+) -> Result<ExportSummary, Error> {
     let pivot = pivot(records, cx.config);
     uploads::precheck(&pivot.files, cx)?;
     cx.config.check_cancelled()?;
@@ -183,7 +190,7 @@ fn write_in_pool<W: Write + Seek + Send>(
     }
     drop(texts);
     uploads::write_all(&mut zip, &pivot.files, cx)?;
-    let (out, archive_bytes) = zip.finish().map_err(Error::Write)?;
+    let (_, archive_bytes) = zip.finish().map_err(Error::Write)?;
     cx.config.report(ProgressEvent::Finished);
     let summary = ExportSummary {
         batch_id: records.batch.id.clone(),
@@ -193,7 +200,31 @@ fn write_in_pool<W: Write + Seek + Send>(
         content_bytes: text_bytes + upload_bytes,
         generated_at,
     };
-    Ok((out, summary))
+    Ok(summary)
+}
+
+/// The four text entries, in archive order: what [`write_in_pool`] writes
+/// and what `verify` compares an archive against.
+pub(crate) fn text_entries(
+    records: &Records,
+    pivot: &Pivot<'_>,
+    generated_at: &str,
+) -> [(&'static str, Vec<u8>); 4] {
+    [
+        (
+            "README.md",
+            readme::readme(records, &pivot.counts, generated_at).into_bytes(),
+        ),
+        (
+            "batch.json",
+            entries::batch_json(records, &pivot.counts, generated_at),
+        ),
+        (
+            "responses-by-submission.jsonl",
+            entries::responses_by_submission(pivot),
+        ),
+        ("responses-by-task.jsonl", entries::responses_by_task(pivot)),
+    ]
 }
 
 fn write_text<W: Write + Seek>(

@@ -2,6 +2,9 @@
 //!
 //! Its Python block must run as written, with only pandas installed, in the
 //! folder the archive was extracted to; CI extracts archives and runs it.
+//! It also runs on an archive with no responses at all, whose JSON Lines
+//! files are empty and so have no columns: hence `by_task.get(...)` rather
+//! than indexing the `responses` column.
 
 use crate::model::Records;
 use crate::pivot::ExportCounts;
@@ -82,7 +85,7 @@ answers.columns = [c.removeprefix("responses.") for c in answers.columns]
 
 print(len(by_submission), "submissions")
 print(len(by_task), "tasks")
-print(int(by_task["responses"].str.len().sum()), "responses")
+print(sum(len(r) for r in by_task.get("responses", [])), "responses")
 print(len(answers), "answers")
 ```
 "#,

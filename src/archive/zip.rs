@@ -358,3 +358,95 @@ fn put32(out: &mut Vec<u8>, value: u32) {
 fn put64(out: &mut Vec<u8>, value: u64) {
     out.extend_from_slice(&value.to_le_bytes());
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Cursor, Read};
+
+    fn read_back(bytes: Vec<u8>) -> Vec<(String, Vec<u8>)> {
+        let mut archive = ::zip::ZipArchive::new(Cursor::new(bytes)).unwrap();
+        (0..archive.len())
+            .map(|i| {
+                let mut file = archive.by_index(i).unwrap();
+                let mut data = Vec::new();
+                file.read_to_end(&mut data).unwrap();
+                (file.name().to_owned(), data)
+            })
+            .collect()
+    }
+
+    fn stored(data: &[u8]) -> EntryData {
+        EntryData {
+            crc32: crc32fast::hash(data),
+            compressed: data.len() as u64,
+            uncompressed: data.len() as u64,
+        }
+    }
+
+    #[test]
+    fn prepared_and_streamed_entries_read_back() {
+        let mut zip = ZipWriter::new(Cursor::new(Vec::new()), (0, 33));
+        zip.add_prepared(
+            "a.txt",
+            Method::Stored,
+            stored(b"alpha"),
+            &[b"al".to_vec(), b"pha".to_vec()],
+        )
+        .unwrap();
+        let entry = zip
+            .begin_streamed("dir/ü.bin", Method::Stored, 4, 4)
+            .unwrap();
+        zip.write_raw(b"beta").unwrap();
+        zip.end_streamed(entry, crc32fast::hash(b"beta"), 4)
+            .unwrap();
+        let (out, size) = zip.finish().unwrap();
+        let bytes = out.into_inner();
+        assert_eq!(size, bytes.len() as u64);
+        let entries = read_back(bytes);
+        assert_eq!(entries[0], ("a.txt".to_owned(), b"alpha".to_vec()));
+        assert_eq!(entries[1], ("dir/ü.bin".to_owned(), b"beta".to_vec()));
+    }
+
+    #[test]
+    fn streamed_entry_with_zip64_sizes_reads_back() {
+        // Pretending the data could pass 4 GiB makes the entry carry ZIP64
+        // sizes, which exercises the patching of the local extra field.
+        let mut zip = ZipWriter::new(Cursor::new(Vec::new()), (0, 33));
+        let entry = zip
+            .begin_streamed("big.bin", Method::Stored, 5, MAX32)
+            .unwrap();
+        zip.write_raw(b"gamma").unwrap();
+        zip.end_streamed(entry, crc32fast::hash(b"gamma"), 5)
+            .unwrap();
+        let (out, _) = zip.finish().unwrap();
+        let bytes = out.into_inner();
+        assert_eq!(u16::from_le_bytes([bytes[4], bytes[5]]), VERSION_ZIP64);
+        assert_eq!(
+            read_back(bytes),
+            vec![("big.bin".to_owned(), b"gamma".to_vec())]
+        );
+    }
+
+    #[test]
+    fn an_empty_archive_is_only_the_end_record() {
+        let zip = ZipWriter::new(Cursor::new(Vec::new()), (0, 33));
+        let (out, size) = zip.finish().unwrap();
+        assert_eq!(size, 22);
+        assert!(read_back(out.into_inner()).is_empty());
+    }
+
+    #[test]
+    fn a_streamed_entry_that_outgrows_plain_sizes_is_an_error() {
+        let mut zip = ZipWriter::new(Cursor::new(Vec::new()), (0, 33));
+        let entry = zip.begin_streamed("x", Method::Stored, 1, 1).unwrap();
+        zip.write_raw(b"x").unwrap();
+        assert!(zip.end_streamed(entry, 0, MAX32).is_err());
+    }
+
+    #[test]
+    fn utf8_flag_only_for_non_ascii_names() {
+        assert_eq!(flags("plain.txt"), 0);
+        assert_eq!(flags("Größe.txt"), 1 << 11);
+    }
+}

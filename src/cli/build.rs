@@ -16,7 +16,8 @@ use super::EXIT_OK;
 pub struct BuildArgs {
     /// The dump directory (batch.json, instructions.jsonl, tasks.jsonl, ...).
     dump: PathBuf,
-    /// Where to write the archive [default: <batch-id>-export-<YYYYMMDD-HHMMSS>.zip].
+    /// Where to write the archive, a file or an existing directory
+    /// [default: <batch-id>-export-<YYYYMMDD-HHMMSS>.zip].
     #[arg(short, long)]
     output: Option<PathBuf>,
     /// The archive's generated_at and entry times (RFC 3339)
@@ -39,11 +40,16 @@ pub fn run(args: BuildArgs) -> anyhow::Result<u8> {
     let started = Instant::now();
     let dump =
         Dump::open(&args.dump).with_context(|| format!("reading dump {}", args.dump.display()))?;
-    let output = match (&args.output, dump.records()) {
-        (Some(path), _) => path.clone(),
-        (None, Some(records)) => super::default_archive_name(&records.batch.id),
-        // Without a usable batch.json the build is refused below anyway.
-        (None, None) => PathBuf::from("export.zip"),
+    // Without a usable batch.json the build is refused below anyway.
+    let default_name = dump.records().map_or_else(
+        || PathBuf::from("export.zip"),
+        |records| super::default_archive_name(&records.batch.id),
+    );
+    let output = match &args.output {
+        // An existing directory receives the archive under its default name.
+        Some(path) if path.is_dir() => path.join(default_name),
+        Some(path) => path.clone(),
+        None => default_name,
     };
 
     let cancel = Arc::new(AtomicBool::new(false));

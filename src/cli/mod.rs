@@ -3,8 +3,11 @@
 //! verification, 2 any other error.
 
 mod build;
+mod export;
 mod gen;
 mod progress;
+mod serve;
+mod verify;
 
 use std::path::PathBuf;
 
@@ -29,6 +32,12 @@ pub struct Args {
 enum Command {
     /// Build the export archive of a batch dump.
     Build(build::BuildArgs),
+    /// Check an archive against the contract, and optionally against its dump.
+    Verify(verify::VerifyArgs),
+    /// Serve export jobs over HTTP for a data folder of batch dumps.
+    Serve(serve::ServeArgs),
+    /// Fetch a batch's export from the service (token in PROLIFIC_TOKEN).
+    Export(export::ExportArgs),
     /// Write a synthetic dump for benchmarks and scale tests.
     Gen(gen::GenArgs),
 }
@@ -37,6 +46,9 @@ enum Command {
 pub fn run(args: Args) -> anyhow::Result<u8> {
     match args.command {
         Command::Build(args) => build::run(args),
+        Command::Verify(args) => verify::run(args),
+        Command::Serve(args) => serve::run(args),
+        Command::Export(args) => export::run(args),
         Command::Gen(args) => gen::run(args),
     }
 }

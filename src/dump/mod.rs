@@ -66,27 +66,50 @@ impl Dump {
             ));
         }
         let mut problems = Problems::default();
+        let mut seen = Seen::default();
         let batch = read_batch(&root, &mut problems)?;
         let (instructions, l0) = read_jsonl(
             &root,
             RecordFile::Instructions,
             records::instruction,
             &mut problems,
+            &mut seen,
         )?;
-        let (tasks, l1) = read_jsonl(&root, RecordFile::Tasks, records::task, &mut problems)?;
+        let (tasks, l1) = read_jsonl(
+            &root,
+            RecordFile::Tasks,
+            records::task,
+            &mut problems,
+            &mut seen,
+        )?;
         let (submissions, l2) = read_jsonl(
             &root,
             RecordFile::Submissions,
             records::submission,
             &mut problems,
+            &mut seen,
         )?;
         let (responses, l3) = read_jsonl(
             &root,
             RecordFile::Responses,
             records::response,
             &mut problems,
+            &mut seen,
         )?;
-        let (uploads, l4) = read_jsonl(&root, RecordFile::Uploads, records::upload, &mut problems)?;
+        let (uploads, l4) = read_jsonl(
+            &root,
+            RecordFile::Uploads,
+            records::upload,
+            &mut problems,
+            &mut seen,
+        )?;
+        let mut origins = Origins::from_lines([l0, l1, l2, l3, l4]);
+        for (kind, id) in seen.unusable {
+            origins.add_unusable(kind, id);
+        }
+        for kind in seen.missing {
+            origins.set_missing(kind);
+        }
         let records = batch.map(|batch| Records {
             batch,
             instructions,
@@ -98,7 +121,7 @@ impl Dump {
         Ok(Dump {
             root,
             records,
-            origins: Origins::from_lines([l0, l1, l2, l3, l4]),
+            origins,
             problems,
         })
     }
@@ -178,13 +201,25 @@ fn read_batch(root: &Path, problems: &mut Problems) -> Result<Option<crate::mode
     Ok(batch)
 }
 
+/// What reading the files learnt beyond their records: ids of refused lines
+/// and missing files, so later checks do not report them twice.
+#[derive(Default)]
+struct Seen {
+    unusable: Vec<(RecordFile, String)>,
+    missing: Vec<RecordFile>,
+}
+
+/// A record parser: one parsed line to one record and its problems.
+type Parser<T> = fn(RawObject, &str, u64) -> records::Parsed<T>;
+
 /// Reads one JSON Lines file, parsing its lines in parallel. Returns the
 /// records in line order and the line number of each.
 fn read_jsonl<T: Send>(
     root: &Path,
     kind: RecordFile,
-    parse: fn(RawObject, &str, u64) -> records::Parsed<T>,
+    parse: Parser<T>,
     problems: &mut Problems,
+    seen: &mut Seen,
 ) -> Result<(Vec<T>, Vec<u64>), Error> {
     let file = kind.file_name();
     let path = root.join(file);
@@ -194,34 +229,54 @@ fn read_jsonl<T: Send>(
     } else {
         match read_file(&path, file, problems)? {
             Some(bytes) => bytes,
-            None => return Ok((Vec::new(), Vec::new())),
+            None => {
+                seen.missing.push(kind);
+                return Ok((Vec::new(), Vec::new()));
+            }
         }
     };
     let lines = split_lines(&bytes);
-    let parsed: Vec<(u64, records::Parsed<T>)> = lines
+    let key = if kind == RecordFile::Uploads {
+        "file_key"
+    } else {
+        "id"
+    };
+    let parsed: Vec<(u64, Line<T>)> = lines
         .into_par_iter()
-        .map(|(line, text)| (line, parse_line(text, file, line, parse)))
+        .map(|(line, text)| (line, parse_line(text, file, line, key, parse)))
         .collect();
     let mut records = Vec::with_capacity(parsed.len());
     let mut line_numbers = Vec::with_capacity(parsed.len());
-    for (line, (record, found)) in parsed {
-        for problem in found {
+    for (line, parsed) in parsed {
+        for problem in parsed.problems {
             problems.push(problem);
         }
-        if let Some(record) = record {
-            records.push(record);
-            line_numbers.push(line);
+        match (parsed.record, parsed.key) {
+            (Some(record), _) => {
+                records.push(record);
+                line_numbers.push(line);
+            }
+            (None, Some(key)) => seen.unusable.push((kind, key)),
+            (None, None) => {}
         }
     }
     Ok((records, line_numbers))
 }
 
-fn parse_line<T>(
-    text: &[u8],
-    file: &str,
-    line: u64,
-    parse: fn(RawObject, &str, u64) -> records::Parsed<T>,
-) -> records::Parsed<T> {
+/// One line's outcome: its record if usable, its problems, and its id when
+/// it could be read even though the record could not.
+struct Line<T> {
+    record: Option<T>,
+    problems: Vec<Problem>,
+    key: Option<String>,
+}
+
+fn parse_line<T>(text: &[u8], file: &str, line: u64, key: &str, parse: Parser<T>) -> Line<T> {
+    let refused = |problem: Problem| Line {
+        record: None,
+        problems: vec![problem],
+        key: None,
+    };
     let syntax = |message: String| Problem {
         kind: ProblemKind::Syntax,
         file: file.to_owned(),
@@ -230,7 +285,7 @@ fn parse_line<T>(
         message,
     };
     let Ok(text) = std::str::from_utf8(text) else {
-        return (None, vec![syntax("line is not valid UTF-8".to_owned())]);
+        return refused(syntax("line is not valid UTF-8".to_owned()));
     };
     let trimmed = text.trim_start();
     if !trimmed.starts_with('{') {
@@ -238,11 +293,19 @@ fn parse_line<T>(
             Ok(_) => "line is JSON but not an object".to_owned(),
             Err(err) => format!("line is not JSON: {err}"),
         };
-        return (None, vec![syntax(message)]);
+        return refused(syntax(message));
     }
     match serde_json::from_str::<RawObject>(text) {
-        Ok(object) => parse(object, file, line),
-        Err(err) => (None, vec![syntax(format!("line is not JSON: {err}"))]),
+        Ok(object) => {
+            let key = object.get(key).and_then(|value| value.as_string());
+            let (record, problems) = parse(object, file, line);
+            Line {
+                record,
+                problems,
+                key,
+            }
+        }
+        Err(err) => refused(syntax(format!("line is not JSON: {err}"))),
     }
 }
 
@@ -272,10 +335,10 @@ mod tests {
 
     #[test]
     fn non_object_line_is_named() {
-        let (record, problems) = parse_line(b"[1,2]", "tasks.jsonl", 7, records::task);
-        assert!(record.is_none());
+        let parsed = parse_line(b"[1,2]", "tasks.jsonl", 7, "id", records::task);
+        assert!(parsed.record.is_none());
         assert_eq!(
-            problems[0].to_string(),
+            parsed.problems[0].to_string(),
             "tasks.jsonl:7: line is JSON but not an object"
         );
     }

@@ -1,5 +1,7 @@
 //! Where records came from, so problems can name a file and a line.
 
+use std::collections::HashSet;
+
 use crate::error::{Problem, ProblemKind};
 
 /// The five JSON Lines files of a dump, one per record kind.
@@ -30,18 +32,43 @@ impl RecordFile {
 
 /// The line of every record, by kind and position. Records given through the
 /// API have no lines; their position (1-based) stands in for one.
+///
+/// Also remembers the ids of lines that were refused on their own, and files
+/// that are missing, so that references to them are not reported a second
+/// time as dangling.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Origins {
     lines: Option<[Vec<u64>; 5]>,
+    unusable: [HashSet<String>; 5],
+    missing: [bool; 5],
 }
 
 impl Origins {
     pub(crate) fn positional() -> Origins {
-        Origins { lines: None }
+        Origins::default()
     }
 
     pub(crate) fn from_lines(lines: [Vec<u64>; 5]) -> Origins {
-        Origins { lines: Some(lines) }
+        Origins {
+            lines: Some(lines),
+            ..Origins::default()
+        }
+    }
+
+    /// Notes the id of a line refused on its own.
+    pub(crate) fn add_unusable(&mut self, file: RecordFile, id: String) {
+        self.unusable[file.index()].insert(id);
+    }
+
+    /// Notes a record file missing from the dump.
+    pub(crate) fn set_missing(&mut self, file: RecordFile) {
+        self.missing[file.index()] = true;
+    }
+
+    /// True when a reference to `id` must not be reported: its record was
+    /// refused already, or its whole file is missing.
+    pub(crate) fn already_reported(&self, file: RecordFile, id: &str) -> bool {
+        self.missing[file.index()] || self.unusable[file.index()].contains(id)
     }
 
     pub(crate) fn line(&self, file: RecordFile, index: usize) -> u64 {

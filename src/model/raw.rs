@@ -235,9 +235,15 @@ mod tests {
     #[test]
     fn minify_handles_escapes_and_edges() {
         for (text, expected) in [
-            (r#"{"a b" : "c\\" , "d":"\"e f\""}"#, r#"{"a b":"c\\","d":"\"e f\""}"#),
+            (
+                r#"{"a b" : "c\\" , "d":"\"e f\""}"#,
+                r#"{"a b":"c\\","d":"\"e f\""}"#,
+            ),
             (" [ 1 , true , null ] ", "[1,true,null]"),
-            (r#"{"x":[1,2],"y": {"z": "a  b"}}"#, r#"{"x":[1,2],"y":{"z":"a  b"}}"#),
+            (
+                r#"{"x":[1,2],"y": {"z": "a  b"}}"#,
+                r#"{"x":[1,2],"y":{"z":"a  b"}}"#,
+            ),
             (r#""no space""#, r#""no space""#),
             ("12", "12"),
         ] {

@@ -1,0 +1,126 @@
+//! `batch-export serve`: the export-job service over a data folder of dumps.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use batch_export::http::{self, Service, Tokens};
+use batch_export::jobs::{Catalog, DumpBuilder, Jobs, JobsConfig, Signer, SystemClock};
+
+use super::EXIT_OK;
+
+/// Arguments of `serve`.
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// The data folder: one dump per subfolder (each with a batch.json).
+    #[arg(long, value_name = "DIR")]
+    data: PathBuf,
+    /// Where jobs, archives, the signing secret and the default token file
+    /// are kept (created if missing).
+    #[arg(long, value_name = "DIR", default_value = ".batch-export")]
+    state: PathBuf,
+    /// The address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// The token file [default: <state>/tokens.json, created with a
+    /// development token when missing].
+    #[arg(long, value_name = "FILE")]
+    tokens: Option<PathBuf>,
+    /// The base URL of download links, as clients reach the service
+    /// [default: http://<listen address>].
+    #[arg(long, value_name = "URL")]
+    public_url: Option<String>,
+    /// Hours a complete export is reused while its batch is unchanged.
+    #[arg(long, default_value_t = 24.0, value_name = "HOURS")]
+    max_age_hours: f64,
+    /// How many exports are built at once.
+    #[arg(long, default_value_t = 1)]
+    workers: usize,
+}
+
+pub fn run(args: ServeArgs) -> anyhow::Result<u8> {
+    std::fs::create_dir_all(&args.state)
+        .with_context(|| format!("creating state folder {}", args.state.display()))?;
+    let catalog = Catalog::new(&args.data);
+    let batches = catalog
+        .batches()
+        .with_context(|| format!("reading data folder {}", args.data.display()))?;
+    let tokens_path = args
+        .tokens
+        .unwrap_or_else(|| args.state.join("tokens.json"));
+    let tokens = if tokens_path.exists() || !is_default(&tokens_path, &args.state) {
+        Tokens::load(&tokens_path)?
+    } else {
+        let mut workspaces: Vec<String> = batches.iter().map(|b| b.workspace_id.clone()).collect();
+        workspaces.sort();
+        workspaces.dedup();
+        let (tokens, token) = Tokens::create_default(&tokens_path, workspaces.clone())?;
+        eprintln!(
+            "created {} with a development token for workspaces {}:\n\n    export PROLIFIC_TOKEN={token}\n",
+            tokens_path.display(),
+            workspaces.join(", ")
+        );
+        tokens
+    };
+    let signer = Signer::load_or_create(&args.state.join("signing.key"))?;
+    let max_age = Duration::try_from_secs_f64(args.max_age_hours * 3600.0)
+        .context("--max-age-hours must be a non-negative number")?;
+    let config = JobsConfig::new(&args.state)
+        .max_age(max_age)
+        .workers(args.workers);
+    let jobs = Jobs::open(config, Arc::new(DumpBuilder), Arc::new(SystemClock))
+        .with_context(|| format!("opening the job store in {}", args.state.display()))?;
+    let mut service = Service::new(jobs, catalog, tokens, signer);
+    if let Some(url) = args.public_url {
+        service = service.with_public_url(url);
+    }
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(args.listen)
+            .await
+            .with_context(|| format!("listening on {}", args.listen))?;
+        let addr = listener.local_addr()?;
+        for batch in &batches {
+            eprintln!(
+                "batch {} (workspace {}) from {}",
+                batch.id,
+                batch.workspace_id,
+                batch.dir.display()
+            );
+        }
+        eprintln!("serving http://{addr}/api/v1/data-collection/ (Ctrl-C to stop)");
+        http::serve(listener, service, stop_signal())
+            .await
+            .context("serving")
+    })?;
+    Ok(EXIT_OK)
+}
+
+/// Ctrl-C, or SIGTERM (how service managers stop a process): either lets
+/// open requests finish and leaves running builds for the next start.
+async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+/// Only the default token file is created on demand; a path given with
+/// `--tokens` must exist, so a typo does not silently mint a new token.
+fn is_default(path: &std::path::Path, state: &std::path::Path) -> bool {
+    path == state.join("tokens.json")
+}

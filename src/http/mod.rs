@@ -1,0 +1,119 @@
+//! The export-job web service: [`router`] over a [`Service`] handle, and
+//! [`serve`], which runs it on a listener until a shutdown future resolves.
+//!
+//! # API
+//!
+//! Every path below `/api/v1/data-collection/batches/{batch_id}` needs
+//! `Authorization: Token <token>` (see [`auth`]); errors are JSON
+//! `{"error": "<message>"}`.
+//!
+//! | request | answer |
+//! |---|---|
+//! | `POST .../export[?study_id=&from=&to=]` | `202 {"status": "generating", "export_id"}` or `200 {"status": "complete", "export_id", "url", "expires_at"}`; 409 at the job cap |
+//! | `GET .../export` | `200 {"exports": [{"export_id", "filter", "status", "created_at"}, ...]}`, newest first |
+//! | `GET .../export/{export_id}` | `{"status": "generating"}`, `{"status": "complete", "url", "expires_at"}` or `{"status": "failed", "error"}` (each also with `export_id`, `created_at`) |
+//! | `DELETE .../export/{export_id}` | 204; 409 while generating |
+//! | `GET /api/v1/data-collection/exports/{export_id}/download?expires=&signature=` | the archive (no token: the signature is the credential); 403 once expired or tampered with |
+//!
+//! Filters: `study_id` (the submission's study), `from` (inclusive) and
+//! `to` (exclusive), RFC 3339 instants on the response's `created_at`.
+
+pub mod auth;
+mod download;
+mod routes;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::routing::get;
+use axum::Router;
+use tokio::net::TcpListener;
+
+use crate::jobs::{Catalog, Jobs, Signer};
+pub use auth::{Access, TokenEntry, TokenFile, Tokens};
+
+/// How long a download link stays valid unless set otherwise.
+pub const DEFAULT_LINK_TTL: Duration = Duration::from_secs(3600);
+
+/// The service's state: a cheap, cloneable handle.
+#[derive(Clone, Debug)]
+pub struct Service {
+    jobs: Jobs,
+    catalog: Catalog,
+    tokens: Arc<Tokens>,
+    signer: Arc<Signer>,
+    public_url: Option<Arc<str>>,
+    link_ttl: Duration,
+}
+
+impl Service {
+    /// A service exporting the batches of `catalog` through `jobs`.
+    pub fn new(jobs: Jobs, catalog: Catalog, tokens: Tokens, signer: Signer) -> Service {
+        Service {
+            jobs,
+            catalog,
+            tokens: Arc::new(tokens),
+            signer: Arc::new(signer),
+            public_url: None,
+            link_ttl: DEFAULT_LINK_TTL,
+        }
+    }
+
+    /// The base URL download links start with (`https://exports.example`).
+    /// Default: `http://<the listener's address>`, set by [`serve`].
+    pub fn with_public_url(mut self, url: impl Into<String>) -> Service {
+        let url = url.into();
+        self.public_url = Some(url.trim_end_matches('/').into());
+        self
+    }
+
+    /// How long download links stay valid. Default [`DEFAULT_LINK_TTL`].
+    pub fn with_link_ttl(mut self, ttl: Duration) -> Service {
+        self.link_ttl = ttl;
+        self
+    }
+
+    /// The job engine.
+    pub fn jobs(&self) -> &Jobs {
+        &self.jobs
+    }
+}
+
+/// The service's routes.
+pub fn router(service: Service) -> Router {
+    const BATCH: &str = "/api/v1/data-collection/batches/{batch_id}/export";
+    Router::new()
+        .route(BATCH, get(routes::list).post(routes::request))
+        .route(
+            &format!("{BATCH}/{{export_id}}"),
+            get(routes::status).delete(routes::delete),
+        )
+        .route(
+            "/api/v1/data-collection/exports/{export_id}/download",
+            get(download::download),
+        )
+        .fallback(routes::not_found)
+        .with_state(service)
+}
+
+/// Serves `service` on `listener` until `shutdown` resolves, then lets
+/// open requests finish and stops the job engine (running builds are
+/// resumed by the next start).
+pub async fn serve(
+    listener: TcpListener,
+    mut service: Service,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    if service.public_url.is_none() {
+        let addr = listener.local_addr()?;
+        service = service.with_public_url(format!("http://{addr}"));
+    }
+    let jobs = service.jobs.clone();
+    let served = axum::serve(listener, router(service))
+        .with_graceful_shutdown(shutdown)
+        .await;
+    // Joining the workers blocks until builds notice the cancel flag.
+    let _ = tokio::task::spawn_blocking(move || jobs.shutdown()).await;
+    served
+}

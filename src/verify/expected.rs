@@ -1,0 +1,326 @@
+//! Comparing an archive with the records and upload bytes it should hold.
+//!
+//! The expected text entries are built with the library's own pivot and
+//! serialisers, at the archive's own `generated_at`, and compared as parsed
+//! JSON (by line id and by response id, so a problem names what is missing,
+//! extra or altered); uploads are compared by SHA-256, streamed from the
+//! blob source, so nothing large is held in memory or written to disk.
+
+use std::collections::{HashMap, HashSet};
+use std::io::{self, Read};
+
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+
+use super::problems::{Sink, VerifyProblemKind};
+use super::views::Parsed;
+use super::{Contents, VerifyError};
+use crate::blob::BlobSource;
+use crate::model::Records;
+use crate::options::ExportOptions;
+use crate::timestamp::latest_timestamp;
+
+type Line = (u64, Map<String, Value>);
+
+pub(crate) fn compare(
+    records: &Records,
+    blobs: &dyn BlobSource,
+    names: &[&str],
+    contents: &Contents,
+    parsed: &Parsed,
+    sink: &mut Sink,
+) -> Result<(), VerifyError> {
+    // The archive's own generated_at, so that only content is compared.
+    let mut options = ExportOptions::new();
+    if let Some(at) = &parsed.generated_at {
+        options = options.generated_at(at.clone());
+    }
+    let config = options.freeze().map_err(VerifyError::Expected)?;
+    let generated_at = match &config.generated_at {
+        Some((text, _)) => text.clone(),
+        None => latest_timestamp(records),
+    };
+    let pivot = crate::pivot::pivot(records, &config);
+    let texts = crate::archive::text_entries(records, &pivot, &generated_at);
+
+    let mut expected_names: Vec<&str> = texts.iter().map(|(name, _)| *name).collect();
+    expected_names.extend(pivot.files.iter().map(|f| f.name.as_str()));
+    let expected_set: HashSet<&str> = expected_names.iter().copied().collect();
+    let actual_set: HashSet<&str> = names.iter().copied().collect();
+    for name in &expected_names {
+        if !actual_set.contains(name) {
+            content(
+                sink,
+                name,
+                None,
+                "the dump gives this entry, the archive lacks it".to_owned(),
+            );
+        }
+    }
+    for name in names {
+        if !expected_set.contains(name) {
+            content(
+                sink,
+                name,
+                None,
+                "the archive holds this entry, the dump does not give it".to_owned(),
+            );
+        }
+    }
+
+    for (name, bytes) in &texts {
+        let Some(actual) = contents.texts.get(name) else {
+            continue;
+        };
+        match *name {
+            "README.md" if actual != bytes => content(
+                sink,
+                name,
+                None,
+                "differs from the README the dump gives".to_owned(),
+            ),
+            "batch.json" => compare_batch(parsed, bytes, sink),
+            "responses-by-submission.jsonl" => compare_view(
+                name,
+                "submission_id",
+                &parsed.by_submission,
+                &lines(bytes),
+                sink,
+            ),
+            "responses-by-task.jsonl" => {
+                compare_view(name, "task_id", &parsed.by_task, &lines(bytes), sink)
+            }
+            _ => {}
+        }
+    }
+
+    for file in &pivot.files {
+        let Some(actual) = contents.digests.get(&file.name) else {
+            continue;
+        };
+        let expected = blob_digest(blobs, file.upload)?;
+        if *actual != expected {
+            let message = format!(
+                "the bytes differ from upload {:?} of the dump",
+                file.upload.file_key
+            );
+            content(sink, &file.name, None, message);
+        }
+    }
+    Ok(())
+}
+
+fn blob_digest(
+    blobs: &dyn BlobSource,
+    upload: &crate::model::Upload,
+) -> Result<[u8; 32], VerifyError> {
+    let blob_error = |source| VerifyError::Blob {
+        file_key: upload.file_key.clone(),
+        source,
+    };
+    let mut reader = blobs.open(upload).map_err(blob_error)?;
+    let mut sha = Sha256::new();
+    let mut buffer = vec![0u8; 256 << 10];
+    loop {
+        match reader.read(&mut buffer) {
+            Ok(0) => break,
+            Ok(n) => sha.update(&buffer[..n]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(blob_error(e)),
+        }
+    }
+    Ok(sha.finalize().into())
+}
+
+/// Lines this library wrote itself: each is a JSON object.
+fn lines(bytes: &[u8]) -> Vec<Line> {
+    bytes
+        .split(|b| *b == b'\n')
+        .filter(|line| !line.is_empty())
+        .enumerate()
+        .filter_map(|(i, line)| Some((i as u64 + 1, serde_json::from_slice(line).ok()?)))
+        .collect()
+}
+
+/// Compares `batch.json` key by key (and `export` field by field).
+fn compare_batch(parsed: &Parsed, expected: &[u8], sink: &mut Sink) {
+    let (Some(Value::Object(actual)), Ok(Value::Object(expected))) =
+        (&parsed.batch, serde_json::from_slice::<Value>(expected))
+    else {
+        return;
+    };
+    let mut differing = Vec::new();
+    for (key, value) in &expected {
+        match (key.as_str(), actual.get(key), value) {
+            ("export", Some(Value::Object(a)), Value::Object(e)) => {
+                for (field, value) in e {
+                    if a.get(field) != Some(value) {
+                        differing.push(format!("export.{field}"));
+                    }
+                }
+            }
+            (_, Some(a), e) if a == e => {}
+            _ => differing.push(key.clone()),
+        }
+    }
+    differing.extend(
+        actual
+            .keys()
+            .filter(|k| !expected.contains_key(*k))
+            .cloned(),
+    );
+    if !differing.is_empty() {
+        let message = format!("differs from the dump in {}", differing.join(", "));
+        content(sink, "batch.json", None, message);
+    }
+}
+
+/// Compares one view: lines by id, responses by response id, then their
+/// placement and order.
+fn compare_view(entry: &str, id_key: &str, actual: &[Line], expected: &[Line], sink: &mut Sink) {
+    let id_of = |object: &Map<String, Value>| {
+        object
+            .get(id_key)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let actual_lines: HashMap<String, &Line> = actual.iter().map(|l| (id_of(&l.1), l)).collect();
+    let expected_ids: HashSet<String> = expected.iter().map(|l| id_of(&l.1)).collect();
+    for (_, object) in expected {
+        let id = id_of(object);
+        let Some((line, found)) = actual_lines.get(&id) else {
+            content(
+                sink,
+                entry,
+                None,
+                format!("no line for {id_key} {id:?}, which the dump gives"),
+            );
+            continue;
+        };
+        let differing: Vec<&str> = object
+            .iter()
+            .filter(|(k, v)| !is_nested(k) && found.get(*k) != Some(*v))
+            .map(|(k, _)| k.as_str())
+            .chain(
+                found
+                    .keys()
+                    .filter(|k| !object.contains_key(*k))
+                    .map(String::as_str),
+            )
+            .collect();
+        if !differing.is_empty() {
+            let message = format!(
+                "{id_key} {id:?} differs from the dump in {}",
+                differing.join(", ")
+            );
+            content(sink, entry, Some(*line), message);
+        }
+    }
+    for (line, object) in actual {
+        let id = id_of(object);
+        if !expected_ids.contains(&id) {
+            content(
+                sink,
+                entry,
+                Some(*line),
+                format!("{id_key} {id:?} is not in the dump's export"),
+            );
+        }
+    }
+
+    let expected_responses = responses(expected);
+    let actual_responses = responses(actual);
+    let expected_by_id: HashMap<&str, &Map<String, Value>> =
+        expected_responses.iter().map(|r| (r.1, r.2)).collect();
+    let actual_by_id: HashMap<&str, &Map<String, Value>> =
+        actual_responses.iter().map(|r| (r.1, r.2)).collect();
+    for (line, id, response) in &actual_responses {
+        match expected_by_id.get(id) {
+            None => content(
+                sink,
+                entry,
+                Some(*line),
+                format!("response {id:?} is not in the dump's export"),
+            ),
+            Some(expected) if *expected != *response => {
+                let message = format!("response {id:?} differs from the dump");
+                content(sink, entry, Some(*line), message);
+            }
+            Some(_) => {}
+        }
+    }
+    for (_, id, _) in &expected_responses {
+        if !actual_by_id.contains_key(id) {
+            content(
+                sink,
+                entry,
+                None,
+                format!("response {id:?} of the dump is missing"),
+            );
+        }
+    }
+    // Placement and order, over the responses both sides hold.
+    let placement = |list: &[(u64, &str, &Map<String, Value>)],
+                     other: &HashMap<&str, &Map<String, Value>>| {
+        list.iter()
+            .filter(|r| other.contains_key(r.1))
+            .map(|r| r.1.to_owned())
+            .collect::<Vec<_>>()
+    };
+    let actual_lines_of = |list: &[Line]| list.iter().map(|l| id_of(&l.1)).collect::<Vec<_>>();
+    if placement(&actual_responses, &expected_by_id)
+        != placement(&expected_responses, &actual_by_id)
+        || common(&actual_lines_of(actual), &expected_ids)
+            != common(
+                &actual_lines_of(expected),
+                &actual_lines.keys().cloned().collect(),
+            )
+    {
+        content(
+            sink,
+            entry,
+            None,
+            "lines or responses are ordered differently from the dump's export".to_owned(),
+        );
+    }
+}
+
+fn common(ids: &[String], other: &HashSet<String>) -> Vec<String> {
+    ids.iter()
+        .filter(|id| other.contains(*id))
+        .cloned()
+        .collect()
+}
+
+fn is_nested(key: &str) -> bool {
+    key == "tasks" || key == "responses"
+}
+
+/// Every response of a view with its line and id, in view order.
+fn responses(lines: &[Line]) -> Vec<(u64, &str, &Map<String, Value>)> {
+    let mut found = Vec::new();
+    for (line, object) in lines {
+        let direct = object.get("responses").and_then(Value::as_array);
+        let nested = object
+            .get("tasks")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|t| t.get("responses")?.as_array());
+        for list in direct.into_iter().chain(nested) {
+            for response in list.iter().filter_map(Value::as_object) {
+                let id = response
+                    .get("response_id")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
+                found.push((*line, id, response));
+            }
+        }
+    }
+    found
+}
+
+fn content(sink: &mut Sink, entry: &str, line: Option<u64>, message: String) {
+    sink.push(VerifyProblemKind::Content, Some(entry), line, message);
+}
