@@ -122,6 +122,13 @@ pub(crate) fn max_deflated_size(n: u64) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const PINNED: [&str; 4] = [
+        "1550163:9b6fcf64",
+        "972548:e5bddb7f",
+        "950439:4d135832",
+        "804315:4c212db8",
+    ];
     use std::io::Read;
 
     fn inflate(pieces: &[Vec<u8>]) -> Vec<u8> {
@@ -176,6 +183,24 @@ mod tests {
                 assert_eq!(deflate_chunk(input, level, true), fresh);
             }
         }
+    }
+
+    /// The deflate backend (zlib-rs) promises the same output on every
+    /// platform, but not across its versions: this pins the bytes, so an
+    /// update that would change archives fails here first.
+    #[test]
+    fn deflated_bytes_are_pinned() {
+        let input: Vec<u8> = (0..300_000u32)
+            .flat_map(|i| format!("{{\"row\":{},\"v\":\"{}\"}}\n", i % 977, i % 13).into_bytes())
+            .collect();
+        let digests: Vec<String> = [1, 3, 6, 9]
+            .iter()
+            .map(|&level| {
+                let deflated = deflate(&input, level, true).pieces.concat();
+                format!("{}:{:08x}", deflated.len(), crc32fast::hash(&deflated))
+            })
+            .collect();
+        assert_eq!(digests, PINNED);
     }
 
     #[test]

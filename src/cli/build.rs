@@ -71,11 +71,15 @@ pub fn run(args: BuildArgs) -> anyhow::Result<u8> {
     if let Some(dir) = &args.views_only {
         batch_export::bench_support::write_views(&dump, dir, &options)
             .with_context(|| format!("writing views into {}", dir.display()))?;
+        std::mem::forget(dump);
         return Ok(EXIT_OK);
     }
     let summary = dump
         .export_to_path(&output, &options)
         .with_context(|| format!("building {}", output.display()))?;
+    // The process ends right after this: freeing hundreds of thousands of
+    // records one by one would only delay the exit.
+    std::mem::forget(dump);
 
     let c = summary.counts;
     eprintln!(

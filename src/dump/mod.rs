@@ -32,6 +32,7 @@ pub(crate) mod origin;
 mod records;
 
 use std::fs;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
@@ -162,17 +163,51 @@ fn whole_file_problem(file: &str, message: String) -> Problem {
 }
 
 /// Reads a file, turning "not found" into a problem rather than an error.
+/// Bytes of a JSON Lines file read, split and parsed (in parallel) per
+/// step, so a file's text is never held whole beside its records.
+const READ_BLOCK: usize = 8 << 20;
+
+/// Opens a file, turning "not found" into a problem rather than an error.
+fn open_file(path: &Path, file: &str, problems: &mut Problems) -> Result<Option<fs::File>, Error> {
+    match fs::File::open(path) {
+        Ok(source) => Ok(Some(source)),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+            problems.push(missing_file(file));
+            Ok(None)
+        }
+        Err(err) => Err(Error::io(path, err)),
+    }
+}
+
+fn missing_file(file: &str) -> Problem {
+    Problem {
+        kind: ProblemKind::MissingField,
+        file: file.to_owned(),
+        line: None,
+        field: None,
+        message: "file is missing from the dump".to_owned(),
+    }
+}
+
+/// Reads until `buffer` is full or the file ends.
+fn read_full(source: &mut impl Read, buffer: &mut [u8]) -> std::io::Result<usize> {
+    let mut filled = 0;
+    while filled < buffer.len() {
+        match source.read(&mut buffer[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(err) if err.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(err) => return Err(err),
+        }
+    }
+    Ok(filled)
+}
+
 fn read_file(path: &Path, file: &str, problems: &mut Problems) -> Result<Option<Vec<u8>>, Error> {
     match fs::read(path) {
         Ok(bytes) => Ok(Some(bytes)),
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
-            problems.push(Problem {
-                kind: ProblemKind::MissingField,
-                file: file.to_owned(),
-                line: None,
-                field: None,
-                message: "file is missing from the dump".to_owned(),
-            });
+            problems.push(missing_file(file));
             Ok(None)
         }
         Err(err) => Err(Error::io(path, err)),
@@ -223,41 +258,71 @@ fn read_jsonl<T: Send>(
 ) -> Result<(Vec<T>, Vec<u64>), Error> {
     let file = kind.file_name();
     let path = root.join(file);
-    let bytes = if kind == RecordFile::Uploads && !path.exists() {
+    let mut source = if kind == RecordFile::Uploads && !path.exists() {
         // A batch without uploads may leave this file out.
-        Vec::new()
+        None
     } else {
-        match read_file(&path, file, problems)? {
-            Some(bytes) => bytes,
+        match open_file(&path, file, problems)? {
+            Some(source) => Some(source),
             None => {
                 seen.missing.push(kind);
                 return Ok((Vec::new(), Vec::new()));
             }
         }
     };
-    let lines = split_lines(&bytes);
     let key = if kind == RecordFile::Uploads {
         "file_key"
     } else {
         "id"
     };
-    let parsed: Vec<(u64, Line<T>)> = lines
-        .into_par_iter()
-        .map(|(line, text)| (line, parse_line(text, file, line, key, parse)))
-        .collect();
-    let mut records = Vec::with_capacity(parsed.len());
-    let mut line_numbers = Vec::with_capacity(parsed.len());
-    for (line, parsed) in parsed {
-        for problem in parsed.problems {
-            problems.push(problem);
+    let mut records = Vec::new();
+    let mut line_numbers = Vec::new();
+    let mut buffer: Vec<u8> = Vec::new();
+    // Lines in the blocks before this one, so numbers stay file-wide.
+    let mut lines_before = 0u64;
+    let mut at_end = source.is_none();
+    loop {
+        if let Some(source) = source.as_mut().filter(|_| !at_end) {
+            let start = buffer.len();
+            buffer.resize(start + READ_BLOCK, 0);
+            let n = read_full(source, &mut buffer[start..]).map_err(|e| Error::io(&path, e))?;
+            buffer.truncate(start + n);
+            at_end = n < READ_BLOCK;
         }
-        match (parsed.record, parsed.key) {
-            (Some(record), _) => {
-                records.push(record);
-                line_numbers.push(line);
+        // A block ends after its last complete line; a line longer than a
+        // block makes the next read extend it.
+        let end = match (at_end, buffer.iter().rposition(|&b| b == b'\n')) {
+            (true, _) => buffer.len(),
+            (false, Some(newline)) => newline + 1,
+            (false, None) => continue,
+        };
+        let block = &buffer[..end];
+        let parsed: Vec<(u64, Line<T>)> = split_lines(block)
+            .into_par_iter()
+            .map(|(line, text)| {
+                let line = lines_before + line;
+                (line, parse_line(text, file, line, key, parse))
+            })
+            .collect();
+        lines_before += block.iter().filter(|&&b| b == b'\n').count() as u64;
+        records.reserve(parsed.len());
+        line_numbers.reserve(parsed.len());
+        for (line, parsed) in parsed {
+            for problem in parsed.problems {
+                problems.push(problem);
             }
-            (None, Some(key)) => seen.unusable.push((kind, key)),
-            (None, None) => {}
+            match (parsed.record, parsed.key) {
+                (Some(record), _) => {
+                    records.push(record);
+                    line_numbers.push(line);
+                }
+                (None, Some(key)) => seen.unusable.push((kind, key)),
+                (None, None) => {}
+            }
+        }
+        buffer.drain(..end);
+        if at_end {
+            break;
         }
     }
     Ok((records, line_numbers))
