@@ -2,9 +2,11 @@
 //! `build --views-only` debug flag that compares the pivot alone with
 //! other tools. Not a stable API: hidden from the docs and free to change.
 
-use std::fs;
+use std::fs::{self, File};
+use std::io::{BufWriter, Write};
 use std::path::Path;
 
+use crate::archive::text::{self, View};
 use crate::archive::{self, deflate, entries};
 use crate::dump::Dump;
 use crate::error::Error;
@@ -41,21 +43,30 @@ pub fn deflate(data: &[u8], level: u32) -> Vec<u8> {
 }
 
 /// Checks the dump and writes its two views as plain files into `dir`: the
-/// pivot without the ZIP, what `build --views-only DIR` does.
+/// pivot without the ZIP, what `build --views-only DIR` does. Lines are
+/// streamed to the files a window at a time, as the archive writer does.
 pub fn write_views(dump: &Dump, dir: &Path, options: &ExportOptions) -> Result<(), Error> {
     let (records, origins, problems) = dump.parts();
     let Some(records) = records else {
         return problems.clone().into_result();
     };
+    let config = options.freeze()?;
     archive::check(records, origins, problems)?;
-    let (by_submission, by_task) = views(records, options)?;
     fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    for (name, bytes) in [
-        ("responses-by-submission.jsonl", by_submission),
-        ("responses-by-task.jsonl", by_task),
-    ] {
-        let path = dir.join(name);
-        fs::write(&path, bytes).map_err(|e| Error::io(&path, e))?;
-    }
-    Ok(())
+    archive::in_pool(&config, || {
+        let pivot = pivot(records, &config);
+        for (name, view) in [
+            ("responses-by-submission.jsonl", View::BySubmission),
+            ("responses-by-task.jsonl", View::ByTask),
+        ] {
+            let path = dir.join(name);
+            let write = || -> std::io::Result<()> {
+                let mut out = BufWriter::with_capacity(1 << 20, File::create(&path)?);
+                text::write_plain(view, &pivot, &mut out)?;
+                out.flush()
+            };
+            write().map_err(|e| Error::io(&path, e))?;
+        }
+        Ok(())
+    })?
 }

@@ -121,9 +121,14 @@ pub(crate) fn pivot<'r>(records: &'r Records, config: &Config) -> Pivot<'r> {
             matches_filter(&exported, config).then_some(exported)
         })
         .collect();
-    let (excluded, mut by_submission): (Vec<_>, Vec<_>) = in_scope
-        .into_par_iter()
-        .partition(|e| e.response.is_no_submission());
+    // Counted and dropped in place: a second list of a million entries
+    // only to count them would double the pivot's memory.
+    let excluded = in_scope
+        .par_iter()
+        .filter(|e| e.response.is_no_submission())
+        .count();
+    let mut by_submission = in_scope;
+    by_submission.retain(|e| !e.response.is_no_submission());
 
     by_submission.par_sort_unstable_by(|a, b| {
         a.submission_rank
@@ -153,7 +158,7 @@ pub(crate) fn pivot<'r>(records: &'r Records, config: &Config) -> Pivot<'r> {
         tasks: task_groups.len() as u64,
         responses: by_submission.len() as u64,
         files: files.len() as u64,
-        excluded_no_submission: excluded.len() as u64,
+        excluded_no_submission: excluded as u64,
     };
     Pivot {
         by_submission,
@@ -202,12 +207,13 @@ fn by_task_order<'r>(by_submission: &[Exported<'r>], tasks: usize) -> Vec<Export
     for t in 0..tasks {
         starts[t + 1] += starts[t];
     }
-    let mut slots: Vec<Option<Exported<'r>>> = vec![None; by_submission.len()];
+    // Every slot is overwritten below; the copy only gives the list its length.
+    let mut by_task = by_submission.to_vec();
     for e in by_submission {
-        slots[starts[e.task]] = Some(*e);
+        by_task[starts[e.task]] = *e;
         starts[e.task] += 1;
     }
-    slots.into_iter().flatten().collect()
+    by_task
 }
 
 /// Splits a sorted slice into runs of equal neighbours.

@@ -121,15 +121,44 @@ pub(crate) fn task_line(pivot: &Pivot<'_>, group: usize, line: &mut Vec<u8>) {
     object.optional("metadata", task.metadata.as_ref());
     object.key("responses");
     object.out.push(b'[');
-    for (r, exported) in pivot.by_task[range.clone()].iter().enumerate() {
-        if r > 0 {
-            object.out.push(b',');
-        }
-        write_response(object.out, exported, pivot, true);
-    }
+    write_responses(object.out, &pivot.by_task[range.clone()], pivot);
     object.out.push(b']');
     object.close(&task.extra);
     line.push(b'\n');
+}
+
+/// Responses of one task line serialised per parallel piece above this
+/// count: a popular task's line can hold most of the batch, and one thread
+/// writing it would leave the others idle.
+const PARALLEL_RESPONSES: usize = 4096;
+
+/// The comma-separated responses of a by-task line, in order.
+fn write_responses(out: &mut Vec<u8>, responses: &[Exported<'_>], pivot: &Pivot<'_>) {
+    let write = |out: &mut Vec<u8>, part: &[Exported<'_>]| {
+        for (r, exported) in part.iter().enumerate() {
+            if r > 0 {
+                out.push(b',');
+            }
+            write_response(out, exported, pivot, true);
+        }
+    };
+    if responses.len() <= PARALLEL_RESPONSES {
+        return write(out, responses);
+    }
+    let parts: Vec<Vec<u8>> = responses
+        .par_chunks(PARALLEL_RESPONSES / 2)
+        .map(|part| {
+            let mut text = Vec::with_capacity(320 * part.len());
+            write(&mut text, part);
+            text
+        })
+        .collect();
+    for (i, part) in parts.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(part);
+    }
 }
 
 /// RESPONSE, plus `submission_id` and `participant_id` in the by-task view.

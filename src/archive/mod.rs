@@ -17,7 +17,7 @@
 pub(crate) mod deflate;
 pub(crate) mod entries;
 mod readme;
-mod text;
+pub(crate) mod text;
 mod uploads;
 pub(crate) mod zip;
 

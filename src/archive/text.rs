@@ -11,7 +11,7 @@
 //! built whole instead (`None` from [`view_bound`]), so ZIP64 is still used
 //! only when needed. Either way the bytes depend only on the records.
 
-use std::io::{Seek, Write};
+use std::io::{self, Seek, Write};
 
 use rayon::prelude::*;
 
@@ -143,6 +143,48 @@ fn response_bound(e: &Exported<'_>) -> u64 {
         + extra_len(&r.extra)
 }
 
+/// Serialises the view a window of groups at a time, the window's lines in
+/// parallel, and hands each window's lines, in order, to `sink`.
+fn for_each_window<E>(
+    view: View,
+    pivot: &Pivot<'_>,
+    mut sink: impl FnMut(Vec<Vec<u8>>) -> Result<(), E>,
+) -> Result<(), E> {
+    let groups = view.groups(pivot);
+    let mut start = 0;
+    while start < groups {
+        let mut end = start;
+        let mut weight = 0;
+        while end < groups && (end == start || weight < WINDOW_RESPONSES) {
+            weight += view.weight(pivot, end);
+            end += 1;
+        }
+        let lines: Vec<Vec<u8>> = (start..end)
+            .into_par_iter()
+            .map(|g| {
+                let mut line = Vec::with_capacity(256 * view.weight(pivot, g));
+                view.line(pivot, g, &mut line);
+                line
+            })
+            .collect();
+        sink(lines)?;
+        start = end;
+    }
+    Ok(())
+}
+
+/// Writes one view as plain JSON Lines to `out`, streaming; returns its size.
+pub(crate) fn write_plain(view: View, pivot: &Pivot<'_>, out: &mut dyn Write) -> io::Result<u64> {
+    let mut total = 0;
+    for_each_window(view, pivot, |lines| {
+        lines.iter().try_for_each(|line| {
+            total += line.len() as u64;
+            out.write_all(line)
+        })
+    })?;
+    Ok(total)
+}
+
 /// Writes one view as an entry whose size is at most `bound`, streaming;
 /// returns the view's size.
 pub(crate) fn write_view<W: Write + Seek>(
@@ -182,30 +224,12 @@ pub(crate) fn write_view<W: Write + Seek>(
         Ok(())
     };
 
-    let groups = view.groups(pivot);
     let mut pending: Vec<u8> = Vec::new();
-    let mut start = 0;
-    while start < groups {
+    for_each_window(view, pivot, |lines| {
         config.check_cancelled()?;
-        let mut end = start;
-        let mut weight = 0;
-        while end < groups && (end == start || weight < WINDOW_RESPONSES) {
-            weight += view.weight(pivot, end);
-            end += 1;
-        }
-        let lines: Vec<Vec<u8>> = (start..end)
-            .into_par_iter()
-            .map(|g| {
-                let mut line = Vec::with_capacity(256 * view.weight(pivot, g));
-                view.line(pivot, g, &mut line);
-                line
-            })
-            .collect();
         lines
             .iter()
             .for_each(|line| pending.extend_from_slice(line));
-        drop(lines);
-        start = end;
         // Whole chunks only, and never the last byte: the final chunk, and
         // only it, must carry the end of the stream, exactly as when the
         // view is deflated in one piece.
@@ -214,7 +238,8 @@ pub(crate) fn write_view<W: Write + Seek>(
             emit(zip, &pending[..ready], false)?;
             pending.drain(..ready);
         }
-    }
+        Ok(())
+    })?;
     emit(zip, &pending, true)?;
     zip.end_streamed(entry, crc.finalize(), total)
         .map_err(Error::Write)?;
