@@ -155,11 +155,15 @@ fn write_in_pool(
     }
     let upload_bytes: u64 = pivot.files.iter().map(|f| f.upload.size_bytes).sum();
     let mut text_bytes: u64 = texts.iter().map(|(_, t)| t.len() as u64).sum();
-    // Streamed views count at their bound here: progress is an estimate.
-    let streamed_bound: u64 = views.iter().filter_map(|v| v.2).sum();
+    // Streamed views count at an estimate of their size: progress only.
+    let streamed_estimate: u64 = views
+        .iter()
+        .filter(|v| v.2.is_some())
+        .map(|v| text::view_estimate(v.1, &pivot))
+        .sum();
     let entries = 4 + pivot.files.len() as u64;
     cx.config.report(ProgressEvent::Writing {
-        bytes: text_bytes + streamed_bound + upload_bytes,
+        bytes: text_bytes + streamed_estimate + upload_bytes,
         entries,
     });
 

@@ -26,8 +26,6 @@ const WINDOW_RESPONSES: usize = 32 * 1024;
 /// Compress once this many bytes of whole chunks are pending, so each step
 /// gives every worker a few chunks.
 const FLUSH_BYTES: usize = 8 * CHUNK;
-/// The most a string value grows when written as JSON (`\u0000` escapes).
-const ESCAPE: u64 = 6;
 /// Streaming is used only when the bound, deflated, stays under this: below
 /// the 4 GiB where ZIP64 starts.
 const STREAM_LIMIT: u64 = u32::MAX as u64 - (1 << 20);
@@ -63,15 +61,59 @@ impl View {
     }
 }
 
+/// How [`view_size`] counts: escaping growth and the room for keys,
+/// punctuation and generated paths.
+struct Scale {
+    /// The most a string grows when written as JSON.
+    escape: u64,
+    /// Keys and punctuation of one response.
+    response: u64,
+    /// Keys and punctuation of one line.
+    group: u64,
+    /// Keys and punctuation of one task inside a by-submission line.
+    task: u64,
+    /// A `path`'s bytes beyond the submission id: "files/", "_", the
+    /// name (at most 200 bytes), a "-N" suffix, and its key.
+    path: u64,
+}
+
+/// Holds for any records: every string escaped at worst, the longest name.
+const BOUND: Scale = Scale {
+    escape: 6,
+    response: 256,
+    group: 256,
+    task: 64,
+    path: 256,
+};
+
+/// Typical records: nothing escaped, names of a few dozen bytes.
+const ESTIMATE: Scale = Scale {
+    escape: 1,
+    response: 130,
+    group: 110,
+    task: 30,
+    path: 40,
+};
+
 /// An upper bound of the view's size in bytes, or `None` when it reaches
 /// 4 GiB and the view must be built whole to learn whether it needs ZIP64.
 pub(crate) fn view_bound(view: View, pivot: &Pivot<'_>) -> Option<u64> {
+    let bound = view_size(view, pivot, &BOUND);
+    (deflate::max_deflated_size(bound) < STREAM_LIMIT).then_some(bound)
+}
+
+/// About the size the view will have, for progress reports.
+pub(crate) fn view_estimate(view: View, pivot: &Pivot<'_>) -> u64 {
+    view_size(view, pivot, &ESTIMATE)
+}
+
+fn view_size(view: View, pivot: &Pivot<'_>, scale: &Scale) -> u64 {
     let responses: u64 = match view {
         View::BySubmission => &pivot.by_submission,
         View::ByTask => &pivot.by_task,
     }
     .par_iter()
-    .map(response_bound)
+    .map(|e| response_size(e, scale))
     .sum();
     let groups: u64 = match view {
         View::BySubmission => pivot
@@ -83,12 +125,14 @@ pub(crate) fn view_bound(view: View, pivot: &Pivot<'_>) -> Option<u64> {
                 let tasks: u64 = tasks
                     .iter()
                     .map(|t| {
-                        64 + ESCAPE * pivot.tasks[pivot.by_submission[t.start].task].id.len() as u64
+                        let task = &pivot.tasks[pivot.by_submission[t.start].task];
+                        scale.task + scale.escape * task.id.len() as u64
                     })
                     .sum();
-                256 + ESCAPE * (s.id.len() + s.participant_id.len()) as u64
+                scale.group
+                    + scale.escape * (s.id.len() + s.participant_id.len()) as u64
                     + raw.iter().map(|v| raw_len(v.as_ref())).sum::<u64>()
-                    + extra_len(&s.extra)
+                    + extra_len(&s.extra, scale)
                     + tasks
             })
             .sum(),
@@ -98,49 +142,53 @@ pub(crate) fn view_bound(view: View, pivot: &Pivot<'_>) -> Option<u64> {
             .map(|range| {
                 let t = &pivot.tasks[pivot.by_task[range.start].task];
                 let raw = [&t.group_id, &t.datapoint, &t.metadata];
-                256 + ESCAPE * t.id.len() as u64
+                scale.group
+                    + scale.escape * t.id.len() as u64
                     + raw.iter().map(|v| raw_len(v.as_ref())).sum::<u64>()
-                    + extra_len(&t.extra)
+                    + extra_len(&t.extra, scale)
             })
             .sum(),
     };
-    let bound = responses + groups;
-    (deflate::max_deflated_size(bound) < STREAM_LIMIT).then_some(bound)
+    responses + groups
 }
 
 fn raw_len(value: Option<&crate::model::RawJson>) -> u64 {
     value.map_or(4, |v| v.get().len() as u64)
 }
 
-fn extra_len(extra: &[(String, crate::model::RawJson)]) -> u64 {
+fn extra_len(extra: &[(String, crate::model::RawJson)], scale: &Scale) -> u64 {
     extra
         .iter()
-        .map(|(k, v)| 4 + ESCAPE * k.len() as u64 + v.get().len() as u64)
+        .map(|(k, v)| 4 + scale.escape * k.len() as u64 + v.get().len() as u64)
         .sum()
 }
 
 /// A response as either view writes it: keys, escaped strings, pass-through
 /// values, and for file-upload answers the re-written item with its `path`.
-fn response_bound(e: &Exported<'_>) -> u64 {
+fn response_size(e: &Exported<'_>, scale: &Scale) -> u64 {
     let r = e.response;
     let strings = r.id.len()
         + r.instruction_id.len()
         + r.kind.len()
         + e.submission.id.len()
         + e.submission.participant_id.len();
-    // A path is "files/" + the submission prefix + "_" + a name of at most
-    // 200 bytes + a "-N" suffix; escaped, with its key.
-    let path = ESCAPE * (e.submission.id.len() as u64 + 240) + 16;
+    // Only file-upload items gain a path, but the bound gives every item one.
+    let path = if scale.escape > 1 || r.kind == "file_upload" {
+        scale.escape * (e.submission.id.len() as u64 + scale.path)
+    } else {
+        0
+    };
     let answer: u64 = r
         .answer
         .iter()
-        .map(|item| 1 + ESCAPE * item.get().len() as u64 + path)
+        .map(|item| 1 + scale.escape * item.get().len() as u64 + path)
         .sum();
-    256 + ESCAPE * strings as u64
+    scale.response
+        + scale.escape * strings as u64
         + answer
         + raw_len(r.correlation_id.as_ref())
         + raw_len(r.created_at.as_ref())
-        + extra_len(&r.extra)
+        + extra_len(&r.extra, scale)
 }
 
 /// Serialises the view a window of groups at a time, the window's lines in

@@ -23,9 +23,9 @@ use crate::pivot::FileEntry;
 /// Uploads up to this size are prepared whole in memory.
 const SMALL_UPLOAD: u64 = 4 << 20;
 /// Bytes of small uploads prepared per parallel batch.
-const SMALL_BATCH_BYTES: u64 = 16 << 20;
+const SMALL_BATCH_BYTES: u64 = 8 << 20;
 /// Chunks read per step when streaming a large deflated upload.
-const STREAM_BATCH_CHUNKS: usize = 8;
+const STREAM_BATCH_CHUNKS: usize = 4;
 /// Buffer for copying a large stored upload: large enough that the
 /// hand-off between the hashing and the writing worker is rare.
 const STORED_BUFFER: usize = 4 << 20;
