@@ -29,11 +29,18 @@ pub(crate) fn write_atomically<T>(
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let temp = tempfile::Builder::new()
-        .prefix(&format!(".{file_name}."))
-        .suffix(".partial")
-        .tempfile_in(dir)
-        .map_err(|e| Error::io(dir, e))?;
+    let prefix = format!(".{file_name}.");
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(&prefix).suffix(".partial");
+    // Temporary files default to 0600; the archive should get the mode any
+    // new file of the user gets, that is 0666 less the umask, which open()
+    // applies for us.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        builder.permissions(std::fs::Permissions::from_mode(0o666));
+    }
+    let temp = builder.tempfile_in(dir).map_err(|e| Error::io(dir, e))?;
     let (temp_file, temp_path) = temp.into_parts();
     // From here on, dropping `temp_path` deletes the temporary file.
     let mut writer = BufWriter::with_capacity(WRITE_BUFFER, temp_file);
@@ -42,14 +49,6 @@ pub(crate) fn write_atomically<T>(
     let file = writer
         .into_inner()
         .map_err(|e| Error::Write(e.into_error()))?;
-    // Temporary files are private (0600); a finished archive gets the
-    // ordinary permissions of a file the user created.
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        file.set_permissions(std::fs::Permissions::from_mode(0o644))
-            .map_err(|e| Error::io(&*temp_path, e))?;
-    }
     file.sync_all().map_err(|e| Error::io(&*temp_path, e))?;
     drop(file);
     temp_path
