@@ -8,7 +8,7 @@
 //! - at most one generating job per (batch, filter): a request while one
 //!   runs returns that job, however many requests arrive at once;
 //! - a complete job is reused only while the batch's records are unchanged
-//!   (same [`fingerprint`]) and it is younger than [`JobsConfig::max_age`];
+//!   (same [`fingerprint()`]) and it is younger than [`JobsConfig::max_age`];
 //! - at most [`JobsConfig::max_jobs_per_batch`] jobs per batch;
 //! - jobs live in SQLite ([`store`]): a job found generating at start-up
 //!   is built again (builds are deterministic and atomic, so a rebuild is
@@ -154,7 +154,7 @@ pub struct Job {
     pub created_at: OffsetDateTime,
     /// When it completed or failed.
     pub finished_at: Option<OffsetDateTime>,
-    /// The dump's [`fingerprint`] when the job was requested.
+    /// The dump's [`fingerprint()`] when the job was requested.
     pub fingerprint: String,
     /// The dump directory the job builds from.
     pub dump_dir: PathBuf,
