@@ -7,6 +7,8 @@
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
+use rayon::prelude::*;
+
 use crate::model::{RawJson, Records};
 
 /// The `generated_at` of a batch with no timestamps at all.
@@ -31,49 +33,38 @@ pub(crate) fn instant(value: Option<&RawJson>) -> Option<i128> {
 /// same instant in different offsets, and which of them came first depends
 /// on line order, which must not change the archive.
 pub fn latest_timestamp(records: &Records) -> String {
-    const NAMES: [&str; 3] = ["created_at", "started_at", "completed_at"];
-    let mut latest: Option<OffsetDateTime> = None;
-    let mut consider = |value: Option<&RawJson>| {
-        let Some(text) = value.and_then(RawJson::as_string) else {
-            return;
-        };
-        let Some(time) = parse_rfc3339(&text) else {
-            return;
-        };
-        if latest.is_none_or(|best| time > best) {
-            latest = Some(time);
-        }
-    };
-    let named = |fields: &[(String, RawJson)], consider: &mut dyn FnMut(Option<&RawJson>)| {
-        for (key, value) in fields {
-            if NAMES.contains(&key.as_str()) {
-                consider(Some(value));
-            }
-        }
-    };
-    for name in NAMES {
-        consider(records.batch.fields.get(name));
-    }
-    for instruction in &records.instructions {
-        for name in NAMES {
-            consider(instruction.fields.get(name));
-        }
-    }
-    for task in &records.tasks {
-        named(&task.extra, &mut consider);
-    }
-    for submission in &records.submissions {
-        consider(submission.started_at.as_ref());
-        consider(submission.completed_at.as_ref());
-        named(&submission.extra, &mut consider);
-    }
-    for response in &records.responses {
-        consider(response.created_at.as_ref());
-        named(&response.extra, &mut consider);
-    }
-    for upload in &records.uploads {
-        named(&upload.extra, &mut consider);
-    }
+    // Responses are the bulk of a batch: scanned in parallel. The maximum
+    // of instants does not depend on the order they are met in.
+    let responses = records
+        .responses
+        .par_iter()
+        .filter_map(|r| latest_of(r.created_at.iter().chain(named(&r.extra))))
+        .max();
+    let batch = latest_of(NAMES.iter().filter_map(|n| records.batch.fields.get(n)));
+    let instructions = records
+        .instructions
+        .iter()
+        .filter_map(|i| latest_of(NAMES.iter().filter_map(|n| i.fields.get(n))));
+    let tasks = records
+        .tasks
+        .iter()
+        .filter_map(|t| latest_of(named(&t.extra)));
+    let submissions = records.submissions.iter().filter_map(|s| {
+        let fixed = s.started_at.iter().chain(s.completed_at.iter());
+        latest_of(fixed.chain(named(&s.extra)))
+    });
+    let uploads = records
+        .uploads
+        .iter()
+        .filter_map(|u| latest_of(named(&u.extra)));
+    let latest = [responses, batch]
+        .into_iter()
+        .flatten()
+        .chain(instructions)
+        .chain(tasks)
+        .chain(submissions)
+        .chain(uploads)
+        .max();
     match latest {
         Some(time) => time
             .to_offset(time::UtcOffset::UTC)
@@ -81,6 +72,24 @@ pub fn latest_timestamp(records: &Records) -> String {
             .unwrap_or_else(|_| EPOCH_1980.to_owned()),
         None => EPOCH_1980.to_owned(),
     }
+}
+
+/// The record fields whose times count towards `generated_at`.
+const NAMES: [&str; 3] = ["created_at", "started_at", "completed_at"];
+
+/// The values of unknown fields that carry one of [`NAMES`].
+fn named(fields: &[(String, RawJson)]) -> impl Iterator<Item = &RawJson> {
+    fields
+        .iter()
+        .filter(|(key, _)| NAMES.contains(&key.as_str()))
+        .map(|(_, value)| value)
+}
+
+/// The latest RFC 3339 instant among some values, ignoring the rest.
+fn latest_of<'a>(values: impl Iterator<Item = &'a RawJson>) -> Option<OffsetDateTime> {
+    values
+        .filter_map(|value| parse_rfc3339(&value.as_string()?))
+        .max()
 }
 
 /// The MS-DOS `(time, date)` pair of an instant, in UTC, clamped to the
