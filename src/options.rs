@@ -7,7 +7,8 @@ use std::sync::Arc;
 use time::OffsetDateTime;
 
 use crate::error::Error;
-use crate::timestamp::parse_rfc3339;
+use crate::model::Records;
+use crate::timestamp::{latest_instant, parse_rfc3339, utc_rfc3339, EPOCH_1980};
 
 /// Which responses an export holds, beyond leaving out `no_submission` ones.
 /// Terms combine with AND; an empty filter keeps everything.
@@ -197,6 +198,21 @@ impl Config {
         match &self.cancel {
             Some(flag) if flag.load(Ordering::Relaxed) => Err(Error::Cancelled),
             _ => Ok(()),
+        }
+    }
+
+    /// The archive's `generated_at` as written, and as an instant for the
+    /// entry times: the one set, or the latest time in the records.
+    pub(crate) fn generated_at_for(&self, records: &Records) -> (String, OffsetDateTime) {
+        if let Some((text, time)) = &self.generated_at {
+            return (text.clone(), *time);
+        }
+        match latest_instant(records) {
+            Some(time) => (utc_rfc3339(time), time),
+            None => (
+                EPOCH_1980.to_owned(),
+                time::macros::datetime!(1980-01-01 0:00 UTC),
+            ),
         }
     }
 

@@ -33,6 +33,11 @@ pub(crate) fn instant(value: Option<&RawJson>) -> Option<i128> {
 /// same instant in different offsets, and which of them came first depends
 /// on line order, which must not change the archive.
 pub fn latest_timestamp(records: &Records) -> String {
+    latest_instant(records).map_or_else(|| EPOCH_1980.to_owned(), utc_rfc3339)
+}
+
+/// The instant behind [`latest_timestamp`], `None` when no record has one.
+pub(crate) fn latest_instant(records: &Records) -> Option<OffsetDateTime> {
     // Responses are the bulk of a batch: scanned in parallel. The maximum
     // of instants does not depend on the order they are met in.
     let responses = records
@@ -57,21 +62,21 @@ pub fn latest_timestamp(records: &Records) -> String {
         .uploads
         .iter()
         .filter_map(|u| latest_of(named(&u.extra)));
-    let latest = [responses, batch]
+    [responses, batch]
         .into_iter()
         .flatten()
         .chain(instructions)
         .chain(tasks)
         .chain(submissions)
         .chain(uploads)
-        .max();
-    match latest {
-        Some(time) => time
-            .to_offset(time::UtcOffset::UTC)
-            .format(&Rfc3339)
-            .unwrap_or_else(|_| EPOCH_1980.to_owned()),
-        None => EPOCH_1980.to_owned(),
-    }
+        .max()
+}
+
+/// An instant as RFC 3339 in UTC.
+pub(crate) fn utc_rfc3339(time: OffsetDateTime) -> String {
+    time.to_offset(time::UtcOffset::UTC)
+        .format(&Rfc3339)
+        .unwrap_or_else(|_| EPOCH_1980.to_owned())
 }
 
 /// The record fields whose times count towards `generated_at`.

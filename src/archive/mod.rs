@@ -33,7 +33,7 @@ use crate::error::{Error, Problems};
 use crate::model::Records;
 use crate::options::{Config, ProgressEvent};
 use crate::pivot::{pivot, ExportCounts, Pivot};
-use crate::timestamp::{dos_time, latest_timestamp, parse_rfc3339};
+use crate::timestamp::dos_time;
 use crate::validate::check_records;
 
 /// What a finished export holds.
@@ -118,25 +118,8 @@ fn write_in_pool(
     uploads::precheck(&pivot.files, cx)?;
     cx.config.check_cancelled()?;
 
-    let (generated_at, time) = match &cx.config.generated_at {
-        Some((text, time)) => (text.clone(), *time),
-        None => {
-            let text = latest_timestamp(records);
-            // latest_timestamp only returns text it parsed, or the 1980 epoch.
-            let time = parse_rfc3339(&text).unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-            (text, time)
-        }
-    };
-    let mut texts: Vec<(&str, Vec<u8>)> = vec![
-        (
-            "README.md",
-            readme::readme(records, &pivot.counts, &generated_at).into_bytes(),
-        ),
-        (
-            "batch.json",
-            entries::batch_json(records, &pivot.counts, &generated_at),
-        ),
-    ];
+    let (generated_at, time) = cx.config.generated_at_for(records);
+    let header = header_entries(records, &pivot, &generated_at);
     // The views are streamed when a bound of their size shows they need no
     // ZIP64; otherwise built whole, which tells exactly (see `text`).
     let views = [
@@ -144,55 +127,29 @@ fn write_in_pool(
         ("responses-by-task.jsonl", View::ByTask),
     ]
     .map(|(name, view)| (name, view, text::view_bound(view, &pivot)));
-    for (name, view, bound) in &views {
-        if bound.is_none() {
-            let whole = match view {
-                View::BySubmission => entries::responses_by_submission(&pivot),
-                View::ByTask => entries::responses_by_task(&pivot),
-            };
-            texts.push((name, whole));
-        }
-    }
     let upload_bytes: u64 = pivot.files.iter().map(|f| f.upload.size_bytes).sum();
-    let mut text_bytes: u64 = texts.iter().map(|(_, t)| t.len() as u64).sum();
-    // Streamed views count at an estimate of their size: progress only.
-    let streamed_estimate: u64 = views
-        .iter()
-        .filter(|v| v.2.is_some())
-        .map(|v| text::view_estimate(v.1, &pivot))
-        .sum();
+    let header_bytes: u64 = header.iter().map(|(_, t)| t.len() as u64).sum();
+    // The views count at an estimate of their size: progress only.
+    let views_estimate: u64 = views.iter().map(|v| text::view_estimate(v.1, &pivot)).sum();
     let entries = 4 + pivot.files.len() as u64;
     cx.config.report(ProgressEvent::Writing {
-        bytes: text_bytes + streamed_estimate + upload_bytes,
+        bytes: header_bytes + views_estimate + upload_bytes,
         entries,
     });
 
     let mut zip = ZipWriter::new(out, dos_time(time));
-    let mut texts = texts.into_iter();
-    for (name, text) in texts.by_ref().take(2) {
+    let mut text_bytes = 0;
+    for (name, text) in header {
         cx.config.check_cancelled()?;
-        write_text(&mut zip, name, &text, cx.config.level)?;
-        cx.config.report(ProgressEvent::Advanced {
-            bytes: text.len() as u64,
-        });
+        text_bytes += write_text(&mut zip, name, &text, cx.config)?;
     }
     for (name, view, bound) in views {
         cx.config.check_cancelled()?;
-        match bound {
-            Some(bound) => {
-                text_bytes += text::write_view(&mut zip, name, view, &pivot, bound, cx.config)?;
-            }
-            None => {
-                // Built whole above, in view order.
-                let (name, text) = texts.next().expect("a whole view for each unbounded one");
-                write_text(&mut zip, name, &text, cx.config.level)?;
-                cx.config.report(ProgressEvent::Advanced {
-                    bytes: text.len() as u64,
-                });
-            }
-        }
+        text_bytes += match bound {
+            Some(bound) => text::write_view(&mut zip, name, view, &pivot, bound, cx.config)?,
+            None => write_text(&mut zip, name, &whole_view(view, &pivot), cx.config)?,
+        };
     }
-    drop(texts);
     uploads::write_all(&mut zip, &pivot.files, cx)?;
     let (_, archive_bytes) = zip.finish().map_err(Error::Write)?;
     cx.config.report(ProgressEvent::Finished);
@@ -207,36 +164,52 @@ fn write_in_pool(
     Ok(summary)
 }
 
-/// The four text entries, in archive order: what [`write_in_pool`] writes
-/// and what `verify` compares an archive against.
+/// The two entries before the views: `README.md` and `batch.json`.
+fn header_entries(
+    records: &Records,
+    pivot: &Pivot<'_>,
+    generated_at: &str,
+) -> [(&'static str, Vec<u8>); 2] {
+    let readme = readme::readme(records, &pivot.counts, generated_at);
+    let batch = entries::batch_json(records, &pivot.counts, generated_at);
+    [("README.md", readme.into_bytes()), ("batch.json", batch)]
+}
+
+/// One view built whole in memory.
+fn whole_view(view: View, pivot: &Pivot<'_>) -> Vec<u8> {
+    match view {
+        View::BySubmission => entries::responses_by_submission(pivot),
+        View::ByTask => entries::responses_by_task(pivot),
+    }
+}
+
+/// The four text entries, in archive order, built whole: what `verify`
+/// compares an archive against.
 pub(crate) fn text_entries(
     records: &Records,
     pivot: &Pivot<'_>,
     generated_at: &str,
 ) -> [(&'static str, Vec<u8>); 4] {
+    let [readme, batch] = header_entries(records, pivot, generated_at);
     [
-        (
-            "README.md",
-            readme::readme(records, &pivot.counts, generated_at).into_bytes(),
-        ),
-        (
-            "batch.json",
-            entries::batch_json(records, &pivot.counts, generated_at),
-        ),
+        readme,
+        batch,
         (
             "responses-by-submission.jsonl",
-            entries::responses_by_submission(pivot),
+            whole_view(View::BySubmission, pivot),
         ),
-        ("responses-by-task.jsonl", entries::responses_by_task(pivot)),
+        ("responses-by-task.jsonl", whole_view(View::ByTask, pivot)),
     ]
 }
 
+/// Writes one text entry built whole and reports it; returns its length.
 fn write_text<W: Write + Seek>(
     zip: &mut ZipWriter<W>,
     name: &str,
     text: &[u8],
-    level: u32,
-) -> Result<(), Error> {
+    config: &Config,
+) -> Result<u64, Error> {
+    let level = config.level;
     let uncompressed = text.len() as u64;
     let result = if level == 0 {
         let data = EntryData {
@@ -254,5 +227,9 @@ fn write_text<W: Write + Seek>(
         };
         zip.add_prepared(name, Method::Deflated, data, &deflated.pieces)
     };
-    result.map_err(Error::Write)
+    result.map_err(Error::Write)?;
+    config.report(ProgressEvent::Advanced {
+        bytes: uncompressed,
+    });
+    Ok(uncompressed)
 }

@@ -18,7 +18,6 @@ use super::{Contents, VerifyError};
 use crate::blob::BlobSource;
 use crate::model::Records;
 use crate::options::ExportOptions;
-use crate::timestamp::latest_timestamp;
 
 type Line = (u64, Map<String, Value>);
 
@@ -36,10 +35,7 @@ pub(crate) fn compare(
         options = options.generated_at(at.clone());
     }
     let config = options.freeze().map_err(VerifyError::Expected)?;
-    let generated_at = match &config.generated_at {
-        Some((text, _)) => text.clone(),
-        None => latest_timestamp(records),
-    };
+    let (generated_at, _) = config.generated_at_for(records);
     let pivot = crate::pivot::pivot(records, &config);
     let texts = crate::archive::text_entries(records, &pivot, &generated_at);
 
