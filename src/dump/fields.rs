@@ -1,21 +1,93 @@
 //! Typed access to the fields of one parsed line, collecting a problem for
 //! every field that is missing or of the wrong type.
+//!
+//! A line is parsed once into a [`LineObject`] whose keys and values borrow
+//! the line's text; a value is copied out only when it is read as a string
+//! or kept as pass-through JSON, so a line costs a handful of allocations.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
+use serde_json::value::RawValue;
 
 use crate::error::{Problem, ProblemKind};
 use crate::model::{ExtraFields, RawJson, RawObject};
 
+/// The fields of one JSON object, borrowed from its text, in input order.
+/// A repeated key keeps its first position and its last value, as
+/// [`RawObject`] does.
+pub(crate) struct LineObject<'a> {
+    fields: Vec<(Cow<'a, str>, &'a RawValue)>,
+}
+
+impl<'a> LineObject<'a> {
+    /// Parses the text of one JSON object.
+    pub(crate) fn parse(text: &'a str) -> serde_json::Result<LineObject<'a>> {
+        serde_json::from_str(text)
+    }
+
+    /// The raw value of a field.
+    pub(crate) fn get(&self, key: &str) -> Option<&'a RawValue> {
+        self.fields.iter().find(|(k, _)| k == key).map(|(_, v)| *v)
+    }
+
+    fn remove(&mut self, key: &str) -> Option<&'a RawValue> {
+        let index = self.fields.iter().position(|(k, _)| k == key)?;
+        Some(self.fields.remove(index).1)
+    }
+
+    /// The fields copied out as a [`RawObject`].
+    pub(crate) fn to_raw_object(&self) -> RawObject {
+        let mut object = RawObject::default();
+        for (key, value) in &self.fields {
+            object.insert(key, RawJson::from_raw(value));
+        }
+        object
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for LineObject<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<LineObject<'a>, D::Error> {
+        struct ObjectVisitor;
+
+        impl<'de> Visitor<'de> for ObjectVisitor {
+            type Value = LineObject<'de>;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<LineObject<'de>, A::Error> {
+                let mut fields: Vec<(Cow<'de, str>, &'de RawValue)> =
+                    Vec::with_capacity(map.size_hint().unwrap_or(8));
+                while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+                    let value: &'de RawValue = map.next_value()?;
+                    match fields.iter_mut().find(|(k, _)| *k == key) {
+                        Some(field) => field.1 = value,
+                        None => fields.push((key, value)),
+                    }
+                }
+                Ok(LineObject { fields })
+            }
+        }
+
+        deserializer.deserialize_map(ObjectVisitor)
+    }
+}
+
 /// The fields of one record, consumed as they are read so that what is left
 /// over is exactly the record's unknown fields.
-pub(crate) struct FieldReader<'a> {
-    object: RawObject,
+pub(crate) struct FieldReader<'a, 't> {
+    object: LineObject<'t>,
     file: &'a str,
     line: u64,
     prefix: &'static str,
     pub(crate) problems: Vec<Problem>,
 }
 
-impl<'a> FieldReader<'a> {
-    pub(crate) fn new(object: RawObject, file: &'a str, line: u64) -> FieldReader<'a> {
+impl<'a, 't> FieldReader<'a, 't> {
+    pub(crate) fn new(object: LineObject<'t>, file: &'a str, line: u64) -> FieldReader<'a, 't> {
         FieldReader {
             object,
             file,
@@ -26,7 +98,11 @@ impl<'a> FieldReader<'a> {
     }
 
     /// A reader for a nested object; its fields are named `prefix.field`.
-    pub(crate) fn nested(&self, object: RawObject, prefix: &'static str) -> FieldReader<'a> {
+    pub(crate) fn nested(
+        &self,
+        object: LineObject<'t>,
+        prefix: &'static str,
+    ) -> FieldReader<'a, 't> {
         FieldReader {
             object,
             file: self.file,
@@ -59,7 +135,7 @@ impl<'a> FieldReader<'a> {
         );
     }
 
-    fn wrong_type(&mut self, field: &str, expected: &str, found: &RawJson) {
+    fn wrong_type(&mut self, field: &str, expected: &str, found: &RawValue) {
         self.problem(
             ProblemKind::WrongType,
             field,
@@ -81,15 +157,15 @@ impl<'a> FieldReader<'a> {
     /// A field that may be absent or null, and otherwise must be a string.
     pub(crate) fn optional_string(&mut self, field: &str) -> Option<String> {
         match self.object.remove(field) {
-            Some(value) if !value.is_null() => self.string_value(field, value),
+            Some(value) if value.get() != "null" => self.string_value(field, value),
             _ => None,
         }
     }
 
-    fn string_value(&mut self, field: &str, value: RawJson) -> Option<String> {
-        let string = value.as_string();
+    fn string_value(&mut self, field: &str, value: &RawValue) -> Option<String> {
+        let string = decode_string(value.get());
         if string.is_none() {
-            self.wrong_type(field, "a string", &value);
+            self.wrong_type(field, "a string", value);
         }
         string
     }
@@ -105,13 +181,13 @@ impl<'a> FieldReader<'a> {
         };
         let number = value.get().parse::<u64>().ok();
         if number.is_none() {
-            self.wrong_type(field, "a non-negative integer", &value);
+            self.wrong_type(field, "a non-negative integer", value);
         }
         number
     }
 
     /// A field that must be a JSON object.
-    pub(crate) fn required_object(&mut self, field: &str) -> Option<RawObject> {
+    pub(crate) fn required_object(&mut self, field: &str) -> Option<LineObject<'t>> {
         let value = match self.object.remove(field) {
             None => {
                 self.missing(field);
@@ -120,12 +196,12 @@ impl<'a> FieldReader<'a> {
             Some(value) => value,
         };
         let object = if value.get().starts_with('{') {
-            serde_json::from_str::<RawObject>(value.get()).ok()
+            LineObject::parse(value.get()).ok()
         } else {
             None
         };
         if object.is_none() {
-            self.wrong_type(field, "an object", &value);
+            self.wrong_type(field, "an object", value);
         }
         object
     }
@@ -147,24 +223,33 @@ impl<'a> FieldReader<'a> {
             None
         };
         if items.is_none() {
-            self.wrong_type(field, "an array", &value);
+            self.wrong_type(field, "an array", value);
         }
         items
     }
 
     /// A pass-through field; absent and null both read as `None`.
     pub(crate) fn optional_raw(&mut self, field: &str) -> Option<RawJson> {
-        self.object.remove(field).filter(|value| !value.is_null())
+        self.object
+            .remove(field)
+            .filter(|value| value.get() != "null")
+            .map(RawJson::from_raw)
     }
 
     /// The fields not read, in input order.
     pub(crate) fn into_extra(self) -> (ExtraFields, Vec<Problem>) {
-        (self.object.into_fields(), self.problems)
+        let extra = self
+            .object
+            .fields
+            .into_iter()
+            .map(|(key, value)| (key.into_owned(), RawJson::from_raw(value)))
+            .collect();
+        (extra, self.problems)
     }
 }
 
 /// Names a JSON value's type for messages.
-pub(crate) fn describe(value: &RawJson) -> &'static str {
+pub(crate) fn describe(value: &RawValue) -> &'static str {
     match value.get().as_bytes().first() {
         Some(b'"') => "a string",
         Some(b'{') => "an object",
@@ -172,5 +257,16 @@ pub(crate) fn describe(value: &RawJson) -> &'static str {
         Some(b't') | Some(b'f') => "a boolean",
         Some(b'n') => "null",
         _ => "a number",
+    }
+}
+
+/// The decoded string when `text` is a JSON string, as
+/// [`RawJson::as_string`] decodes it.
+fn decode_string(text: &str) -> Option<String> {
+    // Without a backslash the text between the quotes is the string.
+    match text.strip_prefix('"').and_then(|t| t.strip_suffix('"')) {
+        Some(inner) if !inner.contains('\\') => Some(inner.to_owned()),
+        Some(_) => serde_json::from_str(text).ok(),
+        None => None,
     }
 }

@@ -39,7 +39,8 @@ use rayon::prelude::*;
 
 use crate::blob::DirBlobSource;
 use crate::error::{Error, Problem, ProblemKind, Problems};
-use crate::model::{RawObject, Records};
+use crate::model::{RawJson, Records};
+use fields::LineObject;
 use origin::{Origins, RecordFile};
 
 /// A dump directory, read into records.
@@ -219,7 +220,7 @@ fn read_batch(root: &Path, problems: &mut Problems) -> Result<Option<crate::mode
     let Some(bytes) = read_file(&root.join(file), file, problems)? else {
         return Ok(None);
     };
-    let object = match serde_json::from_slice::<RawObject>(&bytes) {
+    let object = match serde_json::from_slice::<LineObject>(&bytes) {
         Ok(object) => object,
         Err(err) => {
             problems.push(whole_file_problem(
@@ -245,7 +246,7 @@ struct Seen {
 }
 
 /// A record parser: one parsed line to one record and its problems.
-type Parser<T> = fn(RawObject, &str, u64) -> records::Parsed<T>;
+type Parser<T> = fn(LineObject<'_>, &str, u64) -> records::Parsed<T>;
 
 /// Reads one JSON Lines file, parsing its lines in parallel. Returns the
 /// records in line order and the line number of each.
@@ -360,9 +361,11 @@ fn parse_line<T>(text: &[u8], file: &str, line: u64, key: &str, parse: Parser<T>
         };
         return refused(syntax(message));
     }
-    match serde_json::from_str::<RawObject>(text) {
+    match LineObject::parse(text) {
         Ok(object) => {
-            let key = object.get(key).and_then(|value| value.as_string());
+            let key = object
+                .get(key)
+                .and_then(|value| RawJson::from_raw(value).as_string());
             let (record, problems) = parse(object, file, line);
             Line {
                 record,

@@ -1,17 +1,15 @@
 //! Turning one parsed line into one typed record.
 
-use super::fields::FieldReader;
+use super::fields::{FieldReader, LineObject};
 use crate::error::{Problem, ProblemKind};
-use crate::model::{
-    Batch, Instruction, InstructionType, RawObject, Response, Submission, Task, Upload,
-};
+use crate::model::{Batch, Instruction, InstructionType, Response, Submission, Task, Upload};
 
 /// What parsing one line gives: the record when its required fields are
 /// usable, and the problems found either way.
 pub(crate) type Parsed<T> = (Option<T>, Vec<Problem>);
 
-pub(crate) fn batch(object: RawObject, file: &str) -> Parsed<Batch> {
-    let fields = object.clone();
+pub(crate) fn batch(object: LineObject<'_>, file: &str) -> Parsed<Batch> {
+    let fields = object.to_raw_object();
     let mut reader = FieldReader::new(object, file, 1);
     let id = reader.required_string("id");
     let name = reader.required_string("name");
@@ -29,8 +27,8 @@ pub(crate) fn batch(object: RawObject, file: &str) -> Parsed<Batch> {
     (batch, problems)
 }
 
-pub(crate) fn instruction(object: RawObject, file: &str, line: u64) -> Parsed<Instruction> {
-    let fields = object.clone();
+pub(crate) fn instruction(object: LineObject<'_>, file: &str, line: u64) -> Parsed<Instruction> {
+    let fields = object.to_raw_object();
     let mut reader = FieldReader::new(object, file, line);
     let id = reader.required_string("id");
     let kind = reader.required_string("type");
@@ -55,7 +53,7 @@ pub(crate) fn instruction(object: RawObject, file: &str, line: u64) -> Parsed<In
     (instruction, problems)
 }
 
-pub(crate) fn task(object: RawObject, file: &str, line: u64) -> Parsed<Task> {
+pub(crate) fn task(object: LineObject<'_>, file: &str, line: u64) -> Parsed<Task> {
     let mut reader = FieldReader::new(object, file, line);
     let id = reader.required_string("id");
     let group_id = reader.optional_raw("group_id");
@@ -72,7 +70,7 @@ pub(crate) fn task(object: RawObject, file: &str, line: u64) -> Parsed<Task> {
     (task, problems)
 }
 
-pub(crate) fn submission(object: RawObject, file: &str, line: u64) -> Parsed<Submission> {
+pub(crate) fn submission(object: LineObject<'_>, file: &str, line: u64) -> Parsed<Submission> {
     let mut reader = FieldReader::new(object, file, line);
     let id = reader.required_string("id");
     let participant_id = reader.required_string("participant_id");
@@ -96,7 +94,7 @@ pub(crate) fn submission(object: RawObject, file: &str, line: u64) -> Parsed<Sub
     (submission, problems)
 }
 
-pub(crate) fn response(object: RawObject, file: &str, line: u64) -> Parsed<Response> {
+pub(crate) fn response(object: LineObject<'_>, file: &str, line: u64) -> Parsed<Response> {
     let mut reader = FieldReader::new(object, file, line);
     let id = reader.required_string("id");
     let submission_id = reader.required_string("submission_id");
@@ -141,7 +139,7 @@ pub(crate) fn response(object: RawObject, file: &str, line: u64) -> Parsed<Respo
     (response, problems)
 }
 
-pub(crate) fn upload(object: RawObject, file: &str, line: u64) -> Parsed<Upload> {
+pub(crate) fn upload(object: LineObject<'_>, file: &str, line: u64) -> Parsed<Upload> {
     let mut reader = FieldReader::new(object, file, line);
     let file_key = reader.required_string("file_key");
     let submission_id = reader.required_string("submission_id");
