@@ -88,14 +88,14 @@ impl MemoryBlobSource {
 
 impl BlobSource for MemoryBlobSource {
     fn open(&self, upload: &Upload) -> io::Result<Box<dyn Read + Send + '_>> {
-        match self.blobs.get(&upload.file_key) {
+        match self.blobs.get(upload.file_key.as_str()) {
             Some(bytes) => Ok(Box::new(bytes.as_slice())),
             None => Err(io::Error::new(io::ErrorKind::NotFound, "no such blob")),
         }
     }
 
     fn len(&self, upload: &Upload) -> io::Result<Option<u64>> {
-        match self.blobs.get(&upload.file_key) {
+        match self.blobs.get(upload.file_key.as_str()) {
             Some(bytes) => Ok(Some(bytes.len() as u64)),
             None => Err(io::Error::new(io::ErrorKind::NotFound, "no such blob")),
         }

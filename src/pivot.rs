@@ -33,20 +33,56 @@ pub struct ExportCounts {
     pub excluded_no_submission: u64,
 }
 
-/// One exported response with what its ordering needs.
+/// One exported response with what its ordering needs. Kept small (48
+/// bytes): the pivot holds two of these per exported response.
 #[derive(Clone, Copy)]
 pub(crate) struct Exported<'r> {
     pub(crate) response: &'r Response,
     pub(crate) submission: &'r Submission,
-    pub(crate) task: usize,
-    pub(crate) instruction: usize,
+    created: CreatedKey,
+    task: u32,
+    instruction: u32,
     /// Position of the submission's id in byte order: sorting by it is
     /// sorting by `submission_id`, without comparing strings.
     submission_rank: u32,
-    created: Option<i128>,
+}
+
+/// `created_at` as a sort key: the instant in whole seconds and the
+/// nanoseconds past them (16 bytes, where an `Option<i128>` takes 32).
+/// A missing time is the smallest key, so it sorts first.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct CreatedKey {
+    seconds: i64,
+    nanos: u32,
+}
+
+impl CreatedKey {
+    const MISSING: CreatedKey = CreatedKey {
+        seconds: i64::MIN,
+        nanos: 0,
+    };
+
+    fn new(instant: Option<i128>) -> CreatedKey {
+        // Years of four digits keep the seconds far from i64::MIN.
+        instant.map_or(CreatedKey::MISSING, |nanos| CreatedKey {
+            seconds: nanos.div_euclid(1_000_000_000) as i64,
+            nanos: nanos.rem_euclid(1_000_000_000) as u32,
+        })
+    }
+
+    /// Nanoseconds since the epoch, `None` when missing.
+    fn instant(self) -> Option<i128> {
+        (self != CreatedKey::MISSING)
+            .then(|| i128::from(self.seconds) * 1_000_000_000 + i128::from(self.nanos))
+    }
 }
 
 impl Exported<'_> {
+    /// Index of the response's task in the records.
+    pub(crate) fn task(&self) -> usize {
+        self.task as usize
+    }
+
     /// Instruction order, then `created_at` (missing first), then id.
     fn within_task(&self, other: &Self) -> Ordering {
         self.instruction
@@ -84,17 +120,17 @@ pub(crate) struct Pivot<'r> {
 
 /// Builds the views. The records must have passed `validate::check_records`.
 pub(crate) fn pivot<'r>(records: &'r Records, config: &Config) -> Pivot<'r> {
-    let instructions: HashMap<&str, usize> = records
+    let instructions: HashMap<&str, u32> = records
         .instructions
         .iter()
         .enumerate()
-        .map(|(i, r)| (r.id.as_str(), i))
+        .map(|(i, r)| (r.id.as_str(), i as u32))
         .collect();
-    let tasks: HashMap<&str, usize> = records
+    let tasks: HashMap<&str, u32> = records
         .tasks
         .iter()
         .enumerate()
-        .map(|(i, t)| (t.id.as_str(), i))
+        .map(|(i, t)| (t.id.as_str(), i as u32))
         .collect();
     let mut ranked: Vec<&Submission> = records.submissions.iter().collect();
     ranked.par_sort_unstable_by(|a, b| a.id.cmp(&b.id));
@@ -116,7 +152,7 @@ pub(crate) fn pivot<'r>(records: &'r Records, config: &Config) -> Pivot<'r> {
                 task: *tasks.get(response.task_id.as_str())?,
                 instruction: *instructions.get(response.instruction_id.as_str())?,
                 submission_rank,
-                created: instant(response.created_at.as_ref()),
+                created: CreatedKey::new(instant(response.created_at.as_ref())),
             };
             matches_filter(&exported, config).then_some(exported)
         })
@@ -184,7 +220,7 @@ fn matches_filter(exported: &Exported<'_>, config: &Config) -> bool {
         }
     }
     if config.has_time_window() {
-        let Some(created) = exported.created else {
+        let Some(created) = exported.created.instant() else {
             return false;
         };
         if config.from.is_some_and(|from| created < from)
@@ -202,7 +238,7 @@ fn matches_filter(exported: &Exported<'_>, config: &Config) -> bool {
 fn by_task_order<'r>(by_submission: &[Exported<'r>], tasks: usize) -> Vec<Exported<'r>> {
     let mut starts = vec![0usize; tasks + 1];
     for e in by_submission {
-        starts[e.task + 1] += 1;
+        starts[e.task() + 1] += 1;
     }
     for t in 0..tasks {
         starts[t + 1] += starts[t];
@@ -210,8 +246,8 @@ fn by_task_order<'r>(by_submission: &[Exported<'r>], tasks: usize) -> Vec<Export
     // Every slot is overwritten below; the copy only gives the list its length.
     let mut by_task = by_submission.to_vec();
     for e in by_submission {
-        by_task[starts[e.task]] = *e;
-        starts[e.task] += 1;
+        by_task[starts[e.task()]] = *e;
+        starts[e.task()] += 1;
     }
     by_task
 }
@@ -278,7 +314,28 @@ fn name_files<'r>(
 
 #[cfg(test)]
 mod tests {
-    use super::runs;
+    use super::{runs, CreatedKey, Exported};
+
+    #[test]
+    fn exported_stays_small() {
+        assert!(std::mem::size_of::<Exported<'_>>() <= 48);
+    }
+
+    #[test]
+    fn created_key_orders_as_the_instant_with_missing_first() {
+        let instants = [
+            None,
+            Some(-1_500_000_000),
+            Some(-1),
+            Some(0),
+            Some(1),
+            Some(2_000_000_001),
+        ];
+        let keys: Vec<CreatedKey> = instants.iter().map(|&i| CreatedKey::new(i)).collect();
+        assert!(keys.windows(2).all(|w| w[0] < w[1]));
+        let back: Vec<Option<i128>> = keys.iter().map(|k| k.instant()).collect();
+        assert_eq!(back, instants);
+    }
 
     #[test]
     fn runs_split_equal_neighbours() {

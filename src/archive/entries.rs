@@ -78,7 +78,7 @@ pub(crate) fn submission_line(pivot: &Pivot<'_>, group: usize, line: &mut Vec<u8
         if t > 0 {
             object.out.push(b',');
         }
-        let task = &pivot.tasks[pivot.by_submission[task_range.start].task];
+        let task = &pivot.tasks[pivot.by_submission[task_range.start].task()];
         let mut task_object = ObjectWriter::new(object.out);
         task_object.string("task_id", &task.id);
         task_object.key("responses");
@@ -113,7 +113,7 @@ pub(crate) fn responses_by_task(pivot: &Pivot<'_>) -> Vec<u8> {
 /// Line `group` of `responses-by-task.jsonl`, appended to `line`.
 pub(crate) fn task_line(pivot: &Pivot<'_>, group: usize, line: &mut Vec<u8>) {
     let range = &pivot.task_groups[group];
-    let task = &pivot.tasks[pivot.by_task[range.start].task];
+    let task = &pivot.tasks[pivot.by_task[range.start].task()];
     let mut object = ObjectWriter::new(line);
     object.string("task_id", &task.id);
     object.optional("group_id", task.group_id.as_ref());

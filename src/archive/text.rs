@@ -125,7 +125,7 @@ fn view_size(view: View, pivot: &Pivot<'_>, scale: &Scale) -> u64 {
                 let tasks: u64 = tasks
                     .iter()
                     .map(|t| {
-                        let task = &pivot.tasks[pivot.by_submission[t.start].task];
+                        let task = &pivot.tasks[pivot.by_submission[t.start].task()];
                         scale.task + scale.escape * task.id.len() as u64
                     })
                     .sum();
@@ -140,7 +140,7 @@ fn view_size(view: View, pivot: &Pivot<'_>, scale: &Scale) -> u64 {
             .task_groups
             .iter()
             .map(|range| {
-                let t = &pivot.tasks[pivot.by_task[range.start].task];
+                let t = &pivot.tasks[pivot.by_task[range.start].task()];
                 let raw = [&t.group_id, &t.datapoint, &t.metadata];
                 scale.group
                     + scale.escape * t.id.len() as u64

@@ -400,7 +400,7 @@ fn open<'b>(file: &FileEntry<'_>, cx: &Context<'b>) -> Result<CheckedReader<'b>,
 
 fn blob_error(file: &FileEntry<'_>, source: io::Error) -> Error {
     Error::Blob {
-        file_key: file.upload.file_key.clone(),
+        file_key: file.upload.file_key.to_string(),
         source,
     }
 }

@@ -144,7 +144,7 @@ impl<'a, 't> FieldReader<'a, 't> {
     }
 
     /// A field that must be a string.
-    pub(crate) fn required_string(&mut self, field: &str) -> Option<String> {
+    pub(crate) fn required_string<S: DecodedString>(&mut self, field: &str) -> Option<S> {
         match self.object.remove(field) {
             None => {
                 self.missing(field);
@@ -155,14 +155,14 @@ impl<'a, 't> FieldReader<'a, 't> {
     }
 
     /// A field that may be absent or null, and otherwise must be a string.
-    pub(crate) fn optional_string(&mut self, field: &str) -> Option<String> {
+    pub(crate) fn optional_string<S: DecodedString>(&mut self, field: &str) -> Option<S> {
         match self.object.remove(field) {
             Some(value) if value.get() != "null" => self.string_value(field, value),
             _ => None,
         }
     }
 
-    fn string_value(&mut self, field: &str, value: &RawValue) -> Option<String> {
+    fn string_value<S: DecodedString>(&mut self, field: &str, value: &RawValue) -> Option<S> {
         let string = decode_string(value.get());
         if string.is_none() {
             self.wrong_type(field, "a string", value);
@@ -260,13 +260,18 @@ pub(crate) fn describe(value: &RawValue) -> &'static str {
     }
 }
 
+/// A string type a field can be read into: `String` or [`crate::model::Id`].
+pub(crate) trait DecodedString: for<'s> From<&'s str> + From<String> {}
+
+impl<S: for<'s> From<&'s str> + From<String>> DecodedString for S {}
+
 /// The decoded string when `text` is a JSON string, as
 /// [`RawJson::as_string`] decodes it.
-fn decode_string(text: &str) -> Option<String> {
+fn decode_string<S: DecodedString>(text: &str) -> Option<S> {
     // Without a backslash the text between the quotes is the string.
     match text.strip_prefix('"').and_then(|t| t.strip_suffix('"')) {
-        Some(inner) if !inner.contains('\\') => Some(inner.to_owned()),
-        Some(_) => serde_json::from_str(text).ok(),
+        Some(inner) if !inner.contains('\\') => Some(S::from(inner)),
+        Some(_) => serde_json::from_str::<String>(text).ok().map(S::from),
         None => None,
     }
 }

@@ -276,6 +276,10 @@ fn read_jsonl<T: Send>(
     } else {
         "id"
     };
+    let file_len = match &source {
+        Some(file) => file.metadata().map_err(|e| Error::io(&path, e))?.len(),
+        None => 0,
+    };
     let mut records = Vec::new();
     let mut line_numbers = Vec::new();
     let mut buffer: Vec<u8> = Vec::new();
@@ -306,6 +310,14 @@ fn read_jsonl<T: Send>(
             })
             .collect();
         lines_before += block.iter().filter(|&&b| b == b'\n').count() as u64;
+        if records.capacity() == 0 {
+            // Sized once from the first block's lines per byte: growing by
+            // doubling would copy the records and could leave half the
+            // list unused, on the file that dominates the memory.
+            let expected = expected_lines(file_len, block.len(), parsed.len());
+            records.reserve_exact(expected);
+            line_numbers.reserve_exact(expected);
+        }
         records.reserve(parsed.len());
         line_numbers.reserve(parsed.len());
         for (line, parsed) in parsed {
@@ -327,6 +339,13 @@ fn read_jsonl<T: Send>(
         }
     }
     Ok((records, line_numbers))
+}
+
+/// Lines a file of `file_len` bytes likely holds, from a first block of
+/// `block_len` bytes that held `lines`, with a little room to spare.
+fn expected_lines(file_len: u64, block_len: usize, lines: usize) -> usize {
+    let per_byte = lines as f64 / block_len.max(1) as f64;
+    (file_len as f64 * per_byte * 1.02) as usize + 16
 }
 
 /// One line's outcome: its record if usable, its problems, and its id when

@@ -31,8 +31,8 @@ pub(crate) fn instruction(object: LineObject<'_>, file: &str, line: u64) -> Pars
     let fields = object.to_raw_object();
     let mut reader = FieldReader::new(object, file, line);
     let id = reader.required_string("id");
-    let kind = reader.required_string("type");
-    let description = reader.required_string("description");
+    let kind: Option<String> = reader.required_string("type");
+    let description: Option<String> = reader.required_string("description");
     let parsed_kind = kind.as_deref().and_then(InstructionType::parse);
     if let (Some(name), None) = (&kind, parsed_kind) {
         let known: Vec<_> = InstructionType::ALL.iter().map(|t| t.as_str()).collect();
@@ -141,12 +141,12 @@ pub(crate) fn response(object: LineObject<'_>, file: &str, line: u64) -> Parsed<
 
 pub(crate) fn upload(object: LineObject<'_>, file: &str, line: u64) -> Parsed<Upload> {
     let mut reader = FieldReader::new(object, file, line);
-    let file_key = reader.required_string("file_key");
+    let file_key: Option<crate::model::Id> = reader.required_string("file_key");
     let submission_id = reader.required_string("submission_id");
     let file_name = reader.required_string("file_name");
     let size_bytes = reader.required_u64("size_bytes");
     let content_type = reader.optional_string("content_type");
-    let sha256 = reader.optional_string("sha256").and_then(|text| {
+    let sha256 = reader.optional_string::<String>("sha256").and_then(|text| {
         let digest = parse_sha256(&text);
         if digest.is_none() {
             reader.problem(
@@ -157,7 +157,7 @@ pub(crate) fn upload(object: LineObject<'_>, file: &str, line: u64) -> Parsed<Up
         }
         digest
     });
-    let path = reader.optional_string("path");
+    let path: Option<String> = reader.optional_string("path");
     if let Some(path) = &path {
         if let Err(why) = check_relative_path(path) {
             reader.problem(ProblemKind::WrongType, "path", why);

@@ -12,6 +12,11 @@ pub(crate) mod raw;
 
 pub use raw::{RawJson, RawObject};
 
+/// An id or other short string of a record. Ids are short, so up to 24
+/// bytes are kept inline rather than on the heap: half a million responses
+/// cost millions of allocations fewer. Build one with `"r-1".into()`.
+pub type Id = compact_str::CompactString;
+
 /// Fields of a record the export does not interpret, in input order.
 pub type ExtraFields = Vec<(String, RawJson)>;
 
@@ -107,7 +112,7 @@ pub struct Instruction {
 #[derive(Debug, Clone, Default)]
 pub struct Task {
     /// The task id.
-    pub id: String,
+    pub id: Id,
     /// The task's group, passed through.
     pub group_id: Option<RawJson>,
     /// The datapoint shown to participants, passed through.
@@ -122,9 +127,9 @@ pub struct Task {
 #[derive(Debug, Clone, Default)]
 pub struct Submission {
     /// The submission id.
-    pub id: String,
+    pub id: Id,
     /// The participant who made it.
-    pub participant_id: String,
+    pub participant_id: Id,
     /// The study the submission belongs to (what the `study_id` filter matches).
     pub study_id: Option<RawJson>,
     /// The submission's status, passed through.
@@ -141,19 +146,19 @@ pub struct Submission {
 #[derive(Debug, Clone, Default)]
 pub struct Response {
     /// The response id.
-    pub id: String,
+    pub id: Id,
     /// The submission this response belongs to.
-    pub submission_id: String,
+    pub submission_id: Id,
     /// The task answered.
-    pub task_id: String,
+    pub task_id: Id,
     /// `response.instruction_id`: the instruction answered.
-    pub instruction_id: String,
+    pub instruction_id: Id,
     /// `response.type`: the instruction's type name, or [`NO_SUBMISSION`].
-    pub kind: String,
+    pub kind: Id,
     /// `response.answer`: the answer items, each passed through as given.
     pub answer: Vec<RawJson>,
     /// The participant, when the record names one (must match the submission's).
-    pub participant_id: Option<String>,
+    pub participant_id: Option<Id>,
     /// Passed through.
     pub correlation_id: Option<RawJson>,
     /// When the answer was given; orders responses and is matched by time filters.
@@ -173,9 +178,9 @@ impl Response {
 #[derive(Debug, Clone, Default)]
 pub struct Upload {
     /// The key answers use to refer to this upload.
-    pub file_key: String,
+    pub file_key: Id,
     /// The submission the upload belongs to.
-    pub submission_id: String,
+    pub submission_id: Id,
     /// The name the participant's file had (made safe before use).
     pub file_name: String,
     /// The exact size of the bytes.

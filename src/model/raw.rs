@@ -6,14 +6,16 @@
 //! insignificant whitespace removed (so equal records give equal bytes), and
 //! its text written back verbatim.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
-/// One JSON value kept as compact text.
+/// One JSON value kept as compact text; short values (a timestamp, a
+/// number) inline, without an allocation of their own.
 #[derive(Clone, PartialEq, Eq, Hash)]
-pub struct RawJson(Box<str>);
+pub struct RawJson(compact_str::CompactString);
 
 impl RawJson {
     /// Parses and minifies JSON text.
@@ -34,7 +36,10 @@ impl RawJson {
     }
 
     pub(crate) fn from_raw(raw: &RawValue) -> RawJson {
-        RawJson(minify(raw.get()).into())
+        RawJson(match minify(raw.get()) {
+            Cow::Borrowed(text) => text.into(),
+            Cow::Owned(text) => text.into(),
+        })
     }
 
     /// The compact JSON text.
@@ -82,11 +87,11 @@ impl fmt::Display for RawJson {
 }
 
 /// Removes whitespace outside strings. The input must be valid JSON.
-fn minify(text: &str) -> String {
+fn minify(text: &str) -> Cow<'_, str> {
     let bytes = text.as_bytes();
     let is_space = |b: u8| matches!(b, b' ' | b'\t' | b'\n' | b'\r');
     let Some(first_space) = bytes.iter().position(|&b| is_space(b)) else {
-        return text.to_owned();
+        return Cow::Borrowed(text);
     };
     // Copies runs rather than bytes: strings whole (they keep their
     // whitespace), everything else up to the next space or string.
@@ -127,7 +132,7 @@ fn minify(text: &str) -> String {
         }
     }
     // Only ASCII whitespace was removed, so the bytes are still UTF-8.
-    String::from_utf8(out).unwrap_or_default()
+    Cow::Owned(String::from_utf8(out).unwrap_or_default())
 }
 
 /// A JSON object kept as an ordered list of fields. A repeated key keeps its

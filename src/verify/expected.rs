@@ -111,7 +111,7 @@ fn blob_digest(
     upload: &crate::model::Upload,
 ) -> Result<[u8; 32], VerifyError> {
     let blob_error = |source| VerifyError::Blob {
-        file_key: upload.file_key.clone(),
+        file_key: upload.file_key.to_string(),
         source,
     };
     let mut reader = blobs.open(upload).map_err(blob_error)?;

@@ -43,7 +43,7 @@ fn records(uploads: &[(String, String, u64, &str)]) -> Records {
             "file_key": key, "file_name": name, "file_size_mb": *size as f64 / 1e6, "content_type": content_type,
         });
         records.responses.push(Response {
-            id: format!("r{i:06}"),
+            id: format!("r{i:06}").into(),
             submission_id: "s1".into(),
             task_id: "t1".into(),
             instruction_id: "i1".into(),
@@ -52,7 +52,7 @@ fn records(uploads: &[(String, String, u64, &str)]) -> Records {
             ..Response::default()
         });
         records.uploads.push(Upload {
-            file_key: key.clone(),
+            file_key: key.clone().into(),
             submission_id: "s1".into(),
             file_name: name.clone(),
             size_bytes: *size,
