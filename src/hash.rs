@@ -7,3 +7,6 @@
 
 /// A `HashMap` with the fast seeded hasher.
 pub(crate) type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+
+/// A `HashSet` with the fast seeded hasher.
+pub(crate) type HashSet<T> = std::collections::HashSet<T, foldhash::fast::RandomState>;

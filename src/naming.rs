@@ -7,7 +7,7 @@
 //! names unique, also ignoring case, by adding `-2`, `-3`, ... before the
 //! extension.
 
-use std::collections::HashSet;
+use crate::hash::HashSet;
 
 /// The most bytes a safe name may have.
 pub const MAX_NAME_BYTES: usize = 200;
@@ -115,7 +115,12 @@ impl NameRegistry {
             } else {
                 format!("files/{prefix}_{stem}-{counter}{extension}")
             };
-            if self.taken.insert(candidate.to_lowercase()) {
+            let folded = if candidate.is_ascii() {
+                candidate.to_ascii_lowercase()
+            } else {
+                candidate.to_lowercase()
+            };
+            if self.taken.insert(folded) {
                 return candidate;
             }
             counter += 1;

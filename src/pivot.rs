@@ -284,11 +284,15 @@ fn name_files<'r>(
     let mut paths: HashMap<&'r str, String> = HashMap::default();
     let mut files = Vec::new();
     let file_upload = InstructionType::FileUpload.as_str();
-    for exported in by_submission
-        .iter()
+    // Reading the keys out of the answers runs in parallel; naming stays
+    // in view order, which decides how clashes are numbered.
+    let keys: Vec<Vec<String>> = by_submission
+        .par_iter()
         .filter(|e| e.response.kind == file_upload)
-    {
-        for key in file_keys(exported.response).flatten() {
+        .map(|e| file_keys(e.response).flatten().collect())
+        .collect();
+    for key in keys.into_iter().flatten() {
+        {
             let Some(&index) = uploads.get(key.as_str()) else {
                 continue;
             };
@@ -308,7 +312,8 @@ fn name_files<'r>(
             });
         }
     }
-    files.sort_by(|a, b| a.name.cmp(&b.name));
+    // Names are unique, so an unstable sort gives the one order.
+    files.par_sort_unstable_by(|a, b| a.name.cmp(&b.name));
     (paths, files)
 }
 

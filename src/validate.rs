@@ -2,11 +2,14 @@
 //! records that agree with each other. Every problem is collected, located
 //! by file and line, before anything is written.
 
+use rayon::prelude::*;
+
 use crate::hash::HashMap;
 
+use crate::dump::fields::LineObject;
 use crate::dump::origin::{Origins, RecordFile};
-use crate::error::{ProblemKind, Problems};
-use crate::model::{InstructionType, Records, Response};
+use crate::error::{Problem, ProblemKind, Problems};
+use crate::model::{InstructionType, RawJson, Records, Response};
 
 /// Checks everything about `records` that needs more than one record.
 pub(crate) fn check_records(records: &Records, origins: &Origins) -> Problems {
@@ -47,112 +50,151 @@ pub(crate) fn check_records(records: &Records, origins: &Origins) -> Problems {
         &mut problems,
     );
 
-    for (index, response) in records.responses.iter().enumerate() {
-        let mut report = |kind, field: &str, message: String| {
-            problems.push(origins.problem(kind, RecordFile::Responses, index, field, message));
-        };
-        let submission = submissions.get(response.submission_id.as_str());
-        let known = |file, id: &str| origins.already_reported(file, id);
-        if submission.is_none() && !known(RecordFile::Submissions, &response.submission_id) {
-            let id = &response.submission_id;
+    let by_id = Resolved {
+        instructions,
+        tasks,
+        submissions,
+        uploads,
+    };
+    // Each response is checked on its own, in parallel; the problems keep
+    // line order.
+    let found: Vec<Vec<Problem>> = records
+        .responses
+        .par_iter()
+        .enumerate()
+        .map(|(index, response)| check_response(records, origins, &by_id, index, response))
+        .collect();
+    found.into_iter().flatten().for_each(|p| problems.push(p));
+    problems
+}
+
+/// Ids resolved to their records' positions.
+struct Resolved<'a> {
+    instructions: HashMap<&'a str, usize>,
+    tasks: HashMap<&'a str, usize>,
+    submissions: HashMap<&'a str, usize>,
+    uploads: HashMap<&'a str, usize>,
+}
+
+/// The problems of one response against the other records.
+fn check_response(
+    records: &Records,
+    origins: &Origins,
+    by_id: &Resolved<'_>,
+    index: usize,
+    response: &Response,
+) -> Vec<Problem> {
+    let Resolved {
+        instructions,
+        tasks,
+        submissions,
+        uploads,
+    } = by_id;
+    let mut found = Vec::new();
+    let mut report = |kind, field: &str, message: String| {
+        found.push(origins.problem(kind, RecordFile::Responses, index, field, message));
+    };
+    let submission = submissions.get(response.submission_id.as_str());
+    let known = |file, id: &str| origins.already_reported(file, id);
+    if submission.is_none() && !known(RecordFile::Submissions, &response.submission_id) {
+        let id = &response.submission_id;
+        report(
+            ProblemKind::DanglingReference,
+            "submission_id",
+            format!("submission {id:?} does not exist"),
+        );
+    }
+    if !tasks.contains_key(response.task_id.as_str())
+        && !known(RecordFile::Tasks, &response.task_id)
+    {
+        let id = &response.task_id;
+        report(
+            ProblemKind::DanglingReference,
+            "task_id",
+            format!("task {id:?} does not exist"),
+        );
+    }
+    let instruction = instructions
+        .get(response.instruction_id.as_str())
+        .map(|&i| &records.instructions[i]);
+    match instruction {
+        None if known(RecordFile::Instructions, &response.instruction_id) => {}
+        None => {
+            let id = &response.instruction_id;
             report(
                 ProblemKind::DanglingReference,
-                "submission_id",
-                format!("submission {id:?} does not exist"),
+                "response.instruction_id",
+                format!("instruction {id:?} does not exist"),
             );
         }
-        if !tasks.contains_key(response.task_id.as_str())
-            && !known(RecordFile::Tasks, &response.task_id)
-        {
-            let id = &response.task_id;
-            report(
-                ProblemKind::DanglingReference,
-                "task_id",
-                format!("task {id:?} does not exist"),
-            );
-        }
-        let instruction = instructions
-            .get(response.instruction_id.as_str())
-            .map(|&i| &records.instructions[i]);
-        match instruction {
-            None if known(RecordFile::Instructions, &response.instruction_id) => {}
-            None => {
-                let id = &response.instruction_id;
-                report(
-                    ProblemKind::DanglingReference,
-                    "response.instruction_id",
-                    format!("instruction {id:?} does not exist"),
-                );
-            }
-            Some(instruction) => {
-                let expected = instruction.kind.as_str();
-                if response.kind != expected && !response.is_no_submission() {
-                    report(
-                        ProblemKind::Mismatch,
-                        "response.type",
-                        format!(
-                            "type {:?} is neither the instruction's type {expected:?} nor \"no_submission\"",
-                            response.kind
-                        ),
-                    );
-                }
-            }
-        }
-        if let (Some(&s), Some(participant)) = (submission, &response.participant_id) {
-            let owner = &records.submissions[s].participant_id;
-            if participant != owner {
+        Some(instruction) => {
+            let expected = instruction.kind.as_str();
+            if response.kind != expected && !response.is_no_submission() {
                 report(
                     ProblemKind::Mismatch,
-                    "participant_id",
+                    "response.type",
                     format!(
-                        "participant {participant:?} differs from the submission's participant {owner:?}"
+                        "type {:?} is neither the instruction's type {expected:?} nor \"no_submission\"",
+                        response.kind
                     ),
                 );
-            }
-        }
-        if response.kind == InstructionType::FileUpload.as_str() {
-            for (position, key) in file_keys(response).enumerate() {
-                let field = format!("response.answer[{position}].file_key");
-                match key {
-                    None => report(
-                        ProblemKind::MissingField,
-                        &field,
-                        "a file_upload answer needs a string file_key".to_owned(),
-                    ),
-                    Some(key) => match uploads.get(key.as_str()) {
-                        None if known(RecordFile::Uploads, &key) => {}
-                        None => report(
-                            ProblemKind::DanglingReference,
-                            &field,
-                            format!("upload {key:?} has no record in uploads.jsonl"),
-                        ),
-                        Some(&u) => {
-                            let owner = &records.uploads[u].submission_id;
-                            if *owner != response.submission_id {
-                                report(
-                                    ProblemKind::Mismatch,
-                                    &field,
-                                    format!(
-                                        "upload {key:?} belongs to submission {owner:?}, not {:?}",
-                                        response.submission_id
-                                    ),
-                                );
-                            }
-                        }
-                    },
-                }
             }
         }
     }
-    problems
+    if let (Some(&s), Some(participant)) = (submission, &response.participant_id) {
+        let owner = &records.submissions[s].participant_id;
+        if participant != owner {
+            report(
+                ProblemKind::Mismatch,
+                "participant_id",
+                format!(
+                    "participant {participant:?} differs from the submission's participant {owner:?}"
+                ),
+            );
+        }
+    }
+    if response.kind == InstructionType::FileUpload.as_str() {
+        for (position, key) in file_keys(response).enumerate() {
+            let field = format!("response.answer[{position}].file_key");
+            match key {
+                None => report(
+                    ProblemKind::MissingField,
+                    &field,
+                    "a file_upload answer needs a string file_key".to_owned(),
+                ),
+                Some(key) => match uploads.get(key.as_str()) {
+                    None if known(RecordFile::Uploads, &key) => {}
+                    None => report(
+                        ProblemKind::DanglingReference,
+                        &field,
+                        format!("upload {key:?} has no record in uploads.jsonl"),
+                    ),
+                    Some(&u) => {
+                        let owner = &records.uploads[u].submission_id;
+                        if *owner != response.submission_id {
+                            report(
+                                ProblemKind::Mismatch,
+                                &field,
+                                format!(
+                                    "upload {key:?} belongs to submission {owner:?}, not {:?}",
+                                    response.submission_id
+                                ),
+                            );
+                        }
+                    }
+                },
+            }
+        }
+    }
+    found
 }
 
 /// The `file_key` of each answer item of a file_upload response, in answer
 /// order; `None` for an item without a string `file_key`.
 pub(crate) fn file_keys(response: &Response) -> impl Iterator<Item = Option<String>> + '_ {
     response.answer.iter().map(|item| {
-        let object: crate::model::RawObject = serde_json::from_str(item.get()).ok()?;
-        object.get("file_key")?.as_string()
+        let object = LineObject::parse(item.get()).ok()?;
+        RawJson::from_raw(object.get("file_key")?).as_string()
     })
 }
 

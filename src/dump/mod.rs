@@ -27,7 +27,7 @@
 //! fields and their types); the checks across records happen when the
 //! export is built, so records handed over through the API get them too.
 
-mod fields;
+pub(crate) mod fields;
 pub(crate) mod origin;
 mod records;
 
