@@ -282,34 +282,45 @@ fn read_jsonl<T: Send>(
     };
     let mut records = Vec::new();
     let mut line_numbers = Vec::new();
-    let mut buffer: Vec<u8> = Vec::new();
+    let read_error = |e| Error::io(&path, e);
+    let (mut buffer, mut at_end) = match source.as_mut() {
+        Some(source) => read_block(source, &[]).map_err(read_error)?,
+        None => (Vec::new(), true),
+    };
     // Lines in the blocks before this one, so numbers stay file-wide.
     let mut lines_before = 0u64;
-    let mut at_end = source.is_none();
     loop {
-        if let Some(source) = source.as_mut().filter(|_| !at_end) {
-            let start = buffer.len();
-            buffer.resize(start + READ_BLOCK, 0);
-            let n = read_full(source, &mut buffer[start..]).map_err(|e| Error::io(&path, e))?;
-            buffer.truncate(start + n);
-            at_end = n < READ_BLOCK;
-        }
         // A block ends after its last complete line; a line longer than a
         // block makes the next read extend it.
-        let end = match (at_end, buffer.iter().rposition(|&b| b == b'\n')) {
+        let end = match (at_end, memchr::memrchr(b'\n', &buffer)) {
             (true, _) => buffer.len(),
             (false, Some(newline)) => newline + 1,
-            (false, None) => continue,
+            (false, None) => {
+                let source = source.as_mut().expect("not at the end, so open");
+                (buffer, at_end) = read_block(source, &buffer).map_err(read_error)?;
+                continue;
+            }
         };
-        let block = &buffer[..end];
-        let parsed: Vec<(u64, Line<T>)> = split_lines(block)
-            .into_par_iter()
-            .map(|(line, text)| {
-                let line = lines_before + line;
-                (line, parse_line(text, file, line, key, parse))
-            })
-            .collect();
-        lines_before += block.iter().filter(|&&b| b == b'\n').count() as u64;
+        let (block, rest) = buffer.split_at(end);
+        // The next block is read while this one is parsed.
+        let ((parsed, newlines), next) = rayon::join(
+            || {
+                let (lines, newlines) = split_lines(block);
+                let parsed: Vec<(u64, Line<T>)> = lines
+                    .into_par_iter()
+                    .map(|(line, text)| {
+                        let line = lines_before + line;
+                        (line, parse_line(text, file, line, key, parse))
+                    })
+                    .collect();
+                (parsed, newlines)
+            },
+            || match source.as_mut().filter(|_| !at_end) {
+                Some(source) => read_block(source, rest).map(Some),
+                None => Ok(None),
+            },
+        );
+        lines_before += newlines;
         if records.capacity() == 0 {
             // Sized once from the first block's lines per byte: growing by
             // doubling would copy the records and could leave half the
@@ -320,22 +331,35 @@ fn read_jsonl<T: Send>(
         }
         records.reserve(parsed.len());
         line_numbers.reserve(parsed.len());
-        for (line, parsed) in parsed {
-            for problem in parsed.problems {
-                problems.push(problem);
-            }
-            match (parsed.record, parsed.key) {
-                (Some(record), _) => {
-                    records.push(record);
-                    line_numbers.push(line);
+        let all_clean = parsed
+            .iter()
+            .all(|(_, line)| line.record.is_some() && line.problems.is_empty());
+        if all_clean {
+            // The usual case, moved into place in parallel.
+            line_numbers.extend(parsed.iter().map(|(line, _)| *line));
+            records.par_extend(
+                parsed
+                    .into_par_iter()
+                    .map(|(_, line)| line.record.expect("every record is there, checked above")),
+            );
+        } else {
+            for (line, parsed) in parsed {
+                for problem in parsed.problems {
+                    problems.push(problem);
                 }
-                (None, Some(key)) => seen.unusable.push((kind, key)),
-                (None, None) => {}
+                match (parsed.record, parsed.key) {
+                    (Some(record), _) => {
+                        records.push(record);
+                        line_numbers.push(line);
+                    }
+                    (None, Some(key)) => seen.unusable.push((kind, key)),
+                    (None, None) => {}
+                }
             }
         }
-        buffer.drain(..end);
-        if at_end {
-            break;
+        match next.map_err(read_error)? {
+            Some((next_buffer, next_at_end)) => (buffer, at_end) = (next_buffer, next_at_end),
+            None => break,
         }
     }
     Ok((records, line_numbers))
@@ -396,18 +420,34 @@ fn parse_line<T>(text: &[u8], file: &str, line: u64, key: &str, parse: Parser<T>
     }
 }
 
-/// Splits a file into its non-blank lines with their 1-based numbers,
-/// dropping the `\r` of `\r\n` endings.
-fn split_lines(bytes: &[u8]) -> Vec<(u64, &[u8])> {
-    bytes
-        .split(|&b| b == b'\n')
-        .enumerate()
-        .filter_map(|(index, line)| {
-            let line = line.strip_suffix(b"\r").unwrap_or(line);
-            let blank = line.iter().all(|b| b.is_ascii_whitespace());
-            (!blank).then_some((index as u64 + 1, line))
-        })
-        .collect()
+/// `carry` (the unfinished line of the block before) followed by up to
+/// [`READ_BLOCK`] bytes more of `source`, and whether the file ended.
+fn read_block(source: &mut impl Read, carry: &[u8]) -> std::io::Result<(Vec<u8>, bool)> {
+    let mut block = Vec::with_capacity(carry.len() + READ_BLOCK);
+    block.extend_from_slice(carry);
+    block.resize(carry.len() + READ_BLOCK, 0);
+    let n = read_full(source, &mut block[carry.len()..])?;
+    block.truncate(carry.len() + n);
+    Ok((block, n < READ_BLOCK))
+}
+
+/// Splits a block into its non-blank lines with their 1-based numbers,
+/// dropping the `\r` of `\r\n` endings; also counts its newlines.
+fn split_lines(bytes: &[u8]) -> (Vec<(u64, &[u8])>, u64) {
+    let mut lines = Vec::new();
+    let mut start = 0;
+    let mut number = 0u64;
+    let ends = memchr::memchr_iter(b'\n', bytes).chain(std::iter::once(bytes.len()));
+    for end in ends {
+        number += 1;
+        let line = &bytes[start..end];
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if !line.iter().all(|b| b.is_ascii_whitespace()) {
+            lines.push((number, line));
+        }
+        start = end + 1;
+    }
+    (lines, number - 1)
 }
 
 #[cfg(test)]
@@ -416,8 +456,12 @@ mod tests {
 
     #[test]
     fn split_lines_numbers_lines_and_skips_blanks() {
-        let lines = split_lines(b"{}\r\n\n  \n{\"a\":1}\n");
+        let (lines, newlines) = split_lines(b"{}\r\n\n  \n{\"a\":1}\n");
         assert_eq!(lines, vec![(1, &b"{}"[..]), (4, &b"{\"a\":1}"[..])]);
+        assert_eq!(newlines, 4);
+        let (lines, newlines) = split_lines(b"{}\n{}");
+        assert_eq!(lines, vec![(1, &b"{}"[..]), (2, &b"{}"[..])]);
+        assert_eq!(newlines, 1);
     }
 
     #[test]
