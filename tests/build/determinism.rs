@@ -89,3 +89,49 @@ fn large_text_entries_are_identical_across_thread_counts() {
     assert!(one.len() > 100_000);
     assert_eq!(one, four);
 }
+
+/// `responses.jsonl` padded with blank lines to span many of the reader's
+/// 8 MB blocks: records fall across block boundaries, and one blank line
+/// is longer than a block.
+fn pad_across_blocks(path: &std::path::Path) -> usize {
+    let text = fs::read_to_string(path).unwrap();
+    let mut padded = String::new();
+    for (index, line) in text.lines().enumerate() {
+        padded.push_str(line);
+        padded.push('\n');
+        let blank = if index == 10 { 9 << 20 } else { 700_001 };
+        padded.push_str(&" ".repeat(blank));
+        padded.push('\n');
+    }
+    fs::write(path, &padded).unwrap();
+    padded.lines().count()
+}
+
+#[test]
+fn records_across_read_blocks_give_identical_bytes() {
+    let reference = archive_bytes(&sample_dump(), &ExportOptions::new());
+    let copy = tempfile::tempdir().unwrap();
+    copy_dir(&sample_dump(), copy.path());
+    let responses = copy.path().join("responses.jsonl");
+    pad_across_blocks(&responses);
+    assert!(fs::metadata(&responses).unwrap().len() > 3 * (8 << 20));
+    assert_eq!(archive_bytes(copy.path(), &ExportOptions::new()), reference);
+}
+
+#[test]
+fn line_numbers_count_every_read_block() {
+    let copy = tempfile::tempdir().unwrap();
+    copy_dir(&sample_dump(), copy.path());
+    let responses = copy.path().join("responses.jsonl");
+    let lines = pad_across_blocks(&responses);
+    let mut text = fs::read_to_string(&responses).unwrap();
+    text.push_str("{\"id\": \"broken\"\n");
+    fs::write(&responses, text).unwrap();
+    let err = batch_export::Dump::open(copy.path())
+        .unwrap()
+        .check()
+        .unwrap_err();
+    let problem = &err.problems()[0];
+    assert_eq!(problem.file, "responses.jsonl");
+    assert_eq!(problem.line, Some(lines as u64 + 1), "{problem:?}");
+}
