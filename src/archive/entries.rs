@@ -204,11 +204,18 @@ fn with_path(item: &RawJson, pivot: &Pivot<'_>) -> Option<RawObject> {
     Some(object)
 }
 
+/// The most keys [`ObjectWriter`] writes before the unknown fields: the
+/// objects of the views have at most eight.
+const MAX_KEYS: usize = 12;
+
 /// Writes one JSON object key by key, remembering the keys written so that
-/// unknown pass-through fields never shadow or repeat them.
+/// unknown pass-through fields never shadow or repeat them. The keys are
+/// kept in place, not in a `Vec`: a million objects, a million allocations
+/// fewer.
 struct ObjectWriter<'o> {
     out: &'o mut Vec<u8>,
-    keys: Vec<&'static str>,
+    keys: [&'static str; MAX_KEYS],
+    written: usize,
 }
 
 impl<'o> ObjectWriter<'o> {
@@ -216,15 +223,19 @@ impl<'o> ObjectWriter<'o> {
         out.push(b'{');
         ObjectWriter {
             out,
-            keys: Vec::with_capacity(8),
+            keys: [""; MAX_KEYS],
+            written: 0,
         }
     }
 
     fn key(&mut self, key: &'static str) {
-        if !self.keys.is_empty() {
+        if self.written > 0 {
             self.out.push(b',');
         }
-        self.keys.push(key);
+        // The keys are this module's own constants: a fixed, small set.
+        assert!(self.written < MAX_KEYS, "more keys than MAX_KEYS");
+        self.keys[self.written] = key;
+        self.written += 1;
         write_json_string(self.out, key);
         self.out.push(b':');
     }
@@ -243,9 +254,10 @@ impl<'o> ObjectWriter<'o> {
 
     /// Appends the record's unknown fields and closes the object.
     fn close(self, extra: &[(String, RawJson)]) {
-        let mut first = self.keys.is_empty();
+        let written = &self.keys[..self.written];
+        let mut first = written.is_empty();
         for (key, value) in extra {
-            if self.keys.contains(&key.as_str()) {
+            if written.contains(&key.as_str()) {
                 continue;
             }
             if !first {
