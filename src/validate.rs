@@ -9,7 +9,8 @@ use crate::hash::HashMap;
 use crate::dump::fields::LineObject;
 use crate::dump::origin::{Origins, RecordFile};
 use crate::error::{Problem, ProblemKind, Problems};
-use crate::model::{InstructionType, RawJson, Records, Response};
+use crate::model::raw::decode_json_string;
+use crate::model::{InstructionType, Records, Response};
 
 /// Checks everything about `records` that needs more than one record.
 pub(crate) fn check_records(records: &Records, origins: &Origins) -> Problems {
@@ -194,7 +195,7 @@ fn check_response(
 pub(crate) fn file_keys(response: &Response) -> impl Iterator<Item = Option<String>> + '_ {
     response.answer.iter().map(|item| {
         let object = LineObject::parse(item.get()).ok()?;
-        RawJson::from_raw(object.get("file_key")?).as_string()
+        decode_json_string(object.get("file_key")?.get())
     })
 }
 

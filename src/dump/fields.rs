@@ -12,6 +12,7 @@ use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
 use crate::error::{Problem, ProblemKind};
+use crate::model::raw::{decode_json_string, DecodedString};
 use crate::model::{ExtraFields, RawJson, RawObject};
 
 /// The fields of one JSON object, borrowed from its text, in input order.
@@ -163,7 +164,7 @@ impl<'a, 't> FieldReader<'a, 't> {
     }
 
     fn string_value<S: DecodedString>(&mut self, field: &str, value: &RawValue) -> Option<S> {
-        let string = decode_string(value.get());
+        let string = decode_json_string(value.get());
         if string.is_none() {
             self.wrong_type(field, "a string", value);
         }
@@ -257,21 +258,5 @@ pub(crate) fn describe(value: &RawValue) -> &'static str {
         Some(b't') | Some(b'f') => "a boolean",
         Some(b'n') => "null",
         _ => "a number",
-    }
-}
-
-/// A string type a field can be read into: `String` or [`crate::model::Id`].
-pub(crate) trait DecodedString: for<'s> From<&'s str> + From<String> {}
-
-impl<S: for<'s> From<&'s str> + From<String>> DecodedString for S {}
-
-/// The decoded string when `text` is a JSON string, as
-/// [`RawJson::as_string`] decodes it.
-fn decode_string<S: DecodedString>(text: &str) -> Option<S> {
-    // Without a backslash the text between the quotes is the string.
-    match text.strip_prefix('"').and_then(|t| t.strip_suffix('"')) {
-        Some(inner) if !inner.contains('\\') => Some(S::from(inner)),
-        Some(_) => serde_json::from_str::<String>(text).ok().map(S::from),
-        None => None,
     }
 }

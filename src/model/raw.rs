@@ -54,17 +54,7 @@ impl RawJson {
 
     /// The decoded string, when the value is a JSON string.
     pub fn as_string(&self) -> Option<String> {
-        // Without a backslash the text between the quotes is the string.
-        if let Some(inner) = self.0.strip_prefix('"').and_then(|t| t.strip_suffix('"')) {
-            if !inner.contains('\\') {
-                return Some(inner.to_owned());
-            }
-        }
-        if self.0.starts_with('"') {
-            serde_json::from_str(&self.0).ok()
-        } else {
-            None
-        }
+        decode_json_string(&self.0)
     }
 
     /// The value parsed as a tree, for callers that need to look inside.
@@ -83,6 +73,22 @@ impl fmt::Debug for RawJson {
 impl fmt::Display for RawJson {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
+    }
+}
+
+/// A string type JSON text can be decoded into: `String` or a
+/// [`crate::model::Id`].
+pub(crate) trait DecodedString: for<'s> From<&'s str> + From<String> {}
+
+impl<S: for<'s> From<&'s str> + From<String>> DecodedString for S {}
+
+/// The decoded string when `text` (valid JSON) is a JSON string.
+pub(crate) fn decode_json_string<S: DecodedString>(text: &str) -> Option<S> {
+    // Without a backslash the text between the quotes is the string.
+    match text.strip_prefix('"').and_then(|t| t.strip_suffix('"')) {
+        Some(inner) if !inner.contains('\\') => Some(S::from(inner)),
+        Some(_) => serde_json::from_str::<String>(text).ok().map(S::from),
+        None => None,
     }
 }
 
