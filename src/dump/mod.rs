@@ -39,7 +39,8 @@ use rayon::prelude::*;
 
 use crate::blob::DirBlobSource;
 use crate::error::{Error, Problem, ProblemKind, Problems};
-use crate::model::{RawJson, Records};
+use crate::model::raw::decode_json_string;
+use crate::model::Records;
 use fields::LineObject;
 use origin::{Origins, RecordFile};
 
@@ -322,41 +323,22 @@ fn read_jsonl<T: Send>(
         );
         lines_before += newlines;
         if records.capacity() == 0 {
-            // Sized once from the first block's lines per byte: growing by
-            // doubling would copy the records and could leave half the
+            // Sized once from the first block's records per byte: growing
+            // by doubling would copy the records and could leave half the
             // list unused, on the file that dominates the memory.
-            let expected = expected_lines(file_len, block.len(), parsed.len());
+            let found = parsed.iter().filter(|(_, l)| l.record.is_some()).count();
+            let expected = expected_records(file_len, block.len(), found);
             records.reserve_exact(expected);
             line_numbers.reserve_exact(expected);
         }
-        records.reserve(parsed.len());
-        line_numbers.reserve(parsed.len());
-        let all_clean = parsed
-            .iter()
-            .all(|(_, line)| line.record.is_some() && line.problems.is_empty());
-        if all_clean {
-            // The usual case, moved into place in parallel.
-            line_numbers.extend(parsed.iter().map(|(line, _)| *line));
-            records.par_extend(
-                parsed
-                    .into_par_iter()
-                    .map(|(_, line)| line.record.expect("every record is there, checked above")),
-            );
-        } else {
-            for (line, parsed) in parsed {
-                for problem in parsed.problems {
-                    problems.push(problem);
-                }
-                match (parsed.record, parsed.key) {
-                    (Some(record), _) => {
-                        records.push(record);
-                        line_numbers.push(line);
-                    }
-                    (None, Some(key)) => seen.unusable.push((kind, key)),
-                    (None, None) => {}
-                }
-            }
-        }
+        let mut kept = Kept {
+            records: &mut records,
+            line_numbers: &mut line_numbers,
+            problems,
+            seen,
+            kind,
+        };
+        kept.append(parsed);
         match next.map_err(read_error)? {
             Some((next_buffer, next_at_end)) => (buffer, at_end) = (next_buffer, next_at_end),
             None => break,
@@ -365,11 +347,59 @@ fn read_jsonl<T: Send>(
     Ok((records, line_numbers))
 }
 
-/// Lines a file of `file_len` bytes likely holds, from a first block of
-/// `block_len` bytes that held `lines`, with a little room to spare.
-fn expected_lines(file_len: u64, block_len: usize, lines: usize) -> usize {
-    let per_byte = lines as f64 / block_len.max(1) as f64;
-    (file_len as f64 * per_byte * 1.02) as usize + 16
+/// Records a file of `file_len` bytes likely holds, from a first block of
+/// `block_len` bytes that held `found`, with a little room to spare. No
+/// line with a record is shorter than 8 bytes, which bounds the guess
+/// whatever the first block holds.
+fn expected_records(file_len: u64, block_len: usize, found: usize) -> usize {
+    let per_byte = found as f64 / block_len.max(1) as f64;
+    let guess = (file_len as f64 * per_byte * 1.02) as usize + 16;
+    guess.min(usize::try_from(file_len / 8).unwrap_or(usize::MAX))
+}
+
+/// Where the lines of a file go: records with their line numbers, problems,
+/// and the ids of refused lines.
+struct Kept<'k, T> {
+    records: &'k mut Vec<T>,
+    line_numbers: &'k mut Vec<u64>,
+    problems: &'k mut Problems,
+    seen: &'k mut Seen,
+    kind: RecordFile,
+}
+
+impl<T: Send> Kept<'_, T> {
+    /// Appends one block's parsed lines, in line order.
+    fn append(&mut self, parsed: Vec<(u64, Line<T>)>) {
+        self.records.reserve(parsed.len());
+        self.line_numbers.reserve(parsed.len());
+        let all_clean = parsed
+            .iter()
+            .all(|(_, line)| line.record.is_some() && line.problems.is_empty());
+        if all_clean {
+            // The usual case, moved into place in parallel.
+            self.line_numbers
+                .extend(parsed.iter().map(|(line, _)| *line));
+            self.records.par_extend(
+                parsed
+                    .into_par_iter()
+                    .map(|(_, line)| line.record.expect("every record is there, checked above")),
+            );
+            return;
+        }
+        for (line, parsed) in parsed {
+            for problem in parsed.problems {
+                self.problems.push(problem);
+            }
+            match (parsed.record, parsed.key) {
+                (Some(record), _) => {
+                    self.records.push(record);
+                    self.line_numbers.push(line);
+                }
+                (None, Some(key)) => self.seen.unusable.push((self.kind, key)),
+                (None, None) => {}
+            }
+        }
+    }
 }
 
 /// One line's outcome: its record if usable, its problems, and its id when
@@ -408,7 +438,7 @@ fn parse_line<T>(text: &[u8], file: &str, line: u64, key: &str, parse: Parser<T>
         Ok(object) => {
             let key = object
                 .get(key)
-                .and_then(|value| RawJson::from_raw(value).as_string());
+                .and_then(|value| decode_json_string(value.get()));
             let (record, problems) = parse(object, file, line);
             Line {
                 record,
@@ -453,6 +483,16 @@ fn split_lines(bytes: &[u8]) -> (Vec<(u64, &[u8])>, u64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn expected_records_follow_the_first_block_within_a_bound() {
+        // 1,000 records in an 8 MB block of a 64 MB file: about 8,000.
+        let guess = expected_records(64 << 20, 8 << 20, 1_000);
+        assert!((8_000..8_300).contains(&guess), "{guess}");
+        // A first block denser than any record line can be is capped.
+        assert_eq!(expected_records(1 << 30, 1 << 20, 1 << 20), (1 << 30) / 8);
+        assert_eq!(expected_records(0, 0, 0), 0);
+    }
 
     #[test]
     fn split_lines_numbers_lines_and_skips_blanks() {
