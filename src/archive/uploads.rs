@@ -24,11 +24,11 @@ use crate::pivot::FileEntry;
 const SMALL_UPLOAD: u64 = 4 << 20;
 /// Bytes of small uploads prepared per parallel batch.
 const SMALL_BATCH_BYTES: u64 = 8 << 20;
-/// Chunks read per step when streaming a large deflated upload.
-const STREAM_BATCH_CHUNKS: usize = 4;
-/// Buffer for copying a large stored upload: large enough that the
-/// hand-off between the hashing and the writing worker is rare.
-const STORED_BUFFER: usize = 4 << 20;
+/// Bytes read per step when streaming a large upload: four deflate chunks
+/// (so a deflated step keeps both workers busy), and for a stored one
+/// large enough that the hand-off between the hashing and the writing
+/// worker is rare.
+const STREAM_BUFFER: usize = 4 * CHUNK;
 
 /// File types that are compressed already: deflating them again costs time
 /// and saves nothing, so they are stored.
@@ -147,25 +147,35 @@ pub(crate) fn write_all<W: Write + Seek + Send>(
 ) -> Result<(), Error> {
     let units = units(files);
     let mut ready: Option<PreparedBatch> = None;
+    let mut buffers = StreamBuffers::default();
+    // A large upload opened, and its first buffer read, while the one
+    // before it was finishing.
+    let mut ahead: Option<Opened<'_>> = None;
     for (i, unit) in units.iter().enumerate() {
         cx.config.check_cancelled()?;
         let current = match unit {
             Unit::Small(batch) => Some(ready.take().unwrap_or_else(|| prepare_batch(batch, cx))),
             Unit::Large(_) => None,
         };
-        let next = match units.get(i + 1) {
-            Some(Unit::Small(batch)) => Some(*batch),
-            _ => None,
+        let (next_batch, next_large) = match units.get(i + 1) {
+            Some(Unit::Small(batch)) => (Some(*batch), None),
+            Some(Unit::Large(file)) => (None, Some(*file)),
+            None => (None, None),
         };
         let (prepared, written) = rayon::join(
-            || next.map(|batch| prepare_batch(batch, cx)),
+            || next_batch.map(|batch| prepare_batch(batch, cx)),
             || match (unit, current) {
-                (Unit::Small(batch), Some(prepared)) => write_batch(zip, batch, prepared, cx),
-                (Unit::Large(file), _) => write_streamed(zip, file, cx),
+                (Unit::Small(batch), Some(prepared)) => {
+                    write_batch(zip, batch, prepared, cx).map(|()| None)
+                }
+                (Unit::Large(file), _) => {
+                    let opened = ahead.take();
+                    write_streamed(zip, file, cx, &mut buffers, opened, next_large)
+                }
                 (Unit::Small(_), None) => unreachable!("small units are prepared above"),
             },
         );
-        written?;
+        ahead = written?;
         ready = prepared;
     }
     Ok(())
@@ -231,45 +241,53 @@ fn prepare_small(file: &FileEntry<'_>, cx: &Context<'_>) -> Result<Prepared, Err
 /// reading the next buffer with handling the current one: deflating it in
 /// parallel chunks, or, when stored, hashing it (SHA-256) while another
 /// worker computes its CRC-32 and writes it. Memory is two buffers,
-/// whatever the upload's size.
-fn write_streamed<W: Write + Seek + Send>(
+/// whatever the upload's size. The last step reads, instead, the first
+/// buffer of `following` (the next upload, when it is large too) and
+/// returns it opened, so the writer never waits for a first read.
+fn write_streamed<'b, W: Write + Seek + Send>(
     zip: &mut ZipWriter<W>,
     file: &FileEntry<'_>,
-    cx: &Context<'_>,
-) -> Result<(), Error> {
+    cx: &Context<'b>,
+    buffers: &mut StreamBuffers,
+    opened: Option<Opened<'b>>,
+    following: Option<&FileEntry<'_>>,
+) -> Result<Option<Opened<'b>>, Error> {
     let size = file.upload.size_bytes;
-    let stored = is_precompressed(file.upload) || cx.config.level == 0;
+    let stored = is_stored(file, cx);
     let (method, bound) = if stored {
         (Method::Stored, size)
     } else {
         (Method::Deflated, deflate::max_deflated_size(size))
     };
-    let mut reader = open(file, cx)?;
-    // Stored bytes are hashed beside the reader, so reading the next buffer
-    // and hashing this one run at once; deflated ones are hashed as read.
-    let mut sha = if stored { reader.sha.take() } else { None };
+    let mut current_is_b = buffers.first_is_b;
+    let (mut current, mut next) = buffers.two();
+    let Opened {
+        mut reader,
+        mut sha,
+        mut filled,
+        ..
+    } = match opened.filter(|o| o.index == file.index) {
+        Some(opened) => opened,
+        None => open_streamed(file, cx, current)?,
+    };
     let entry = zip
         .begin_streamed(&file.name, method, size, bound)
         .map_err(Error::Write)?;
     let mut crc = crc32fast::Hasher::new();
-    let len = if stored {
-        STORED_BUFFER
-    } else {
-        STREAM_BATCH_CHUNKS * CHUNK
-    };
-    let mut current = vec![0u8; len];
-    let mut next = vec![0u8; len];
-    let mut filled = read_full(&mut reader, &mut current).map_err(|e| blob_error(file, e))?;
+    let mut ahead = None;
     loop {
         cx.config.check_cancelled()?;
-        let at_end = filled < len;
+        let at_end = filled < STREAM_BUFFER;
         let data = &current[..filled];
         let (read, written) = rayon::join(
             || {
                 if at_end {
+                    // A failure here is met again, in its place, when the
+                    // next upload's turn comes.
+                    ahead = following.and_then(|next_file| open_streamed(next_file, cx, next).ok());
                     Ok(0)
                 } else {
-                    read_full(&mut reader, &mut next)
+                    read_full(&mut reader, next)
                 }
             },
             || -> io::Result<()> {
@@ -305,12 +323,82 @@ fn write_streamed<W: Write + Seek + Send>(
         }
         filled = read.map_err(|e| blob_error(file, e))?;
         std::mem::swap(&mut current, &mut next);
+        current_is_b = !current_is_b;
     }
+    // The next upload's first buffer is in `next`.
+    buffers.first_is_b = !current_is_b;
     let uncompressed = reader.count;
-    reader.sha = sha;
+    if stored {
+        // Hashed beside the reader: hand the digest back for the check. A
+        // deflated upload's reader hashed it itself and keeps its own.
+        reader.sha = sha;
+    }
     reader.check(file, cx)?;
     zip.end_streamed(entry, crc.finalize(), uncompressed)
-        .map_err(Error::Write)
+        .map_err(Error::Write)?;
+    Ok(ahead)
+}
+
+/// Whether an upload is stored rather than deflated in this build.
+fn is_stored(file: &FileEntry<'_>, cx: &Context<'_>) -> bool {
+    is_precompressed(file.upload) || cx.config.level == 0
+}
+
+/// A large upload opened and its first buffer read.
+struct Opened<'b> {
+    /// The upload's position in `uploads.jsonl`, to match it to its turn.
+    index: usize,
+    reader: CheckedReader<'b>,
+    /// A stored upload's SHA-256, taken out of the reader: it is computed
+    /// beside the reading instead, so that both run at once.
+    sha: Option<Sha256>,
+    /// Bytes of the first buffer.
+    filled: usize,
+}
+
+fn open_streamed<'b>(
+    file: &FileEntry<'_>,
+    cx: &Context<'b>,
+    buffer: &mut [u8],
+) -> Result<Opened<'b>, Error> {
+    let mut reader = open(file, cx)?;
+    let sha = if is_stored(file, cx) {
+        reader.sha.take()
+    } else {
+        None
+    };
+    let filled = read_full(&mut reader, buffer).map_err(|e| blob_error(file, e))?;
+    Ok(Opened {
+        index: file.index,
+        reader,
+        sha,
+        filled,
+    })
+}
+
+/// The two buffers large uploads are streamed through, kept from one
+/// upload to the next: fresh ones were 8 MB to zero per upload, on the
+/// writer's critical path.
+#[derive(Default)]
+struct StreamBuffers {
+    a: Vec<u8>,
+    b: Vec<u8>,
+    /// Whether an upload's first buffer is `b` (read ahead into it).
+    first_is_b: bool,
+}
+
+impl StreamBuffers {
+    /// The buffer an upload starts in, then the other one.
+    fn two(&mut self) -> (&mut [u8], &mut [u8]) {
+        for buffer in [&mut self.a, &mut self.b] {
+            buffer.resize(STREAM_BUFFER, 0);
+        }
+        if self.first_is_b {
+            (&mut self.b[..], &mut self.a[..])
+        } else {
+            (&mut self.a[..], &mut self.b[..])
+        }
+    }
 }
 
 /// Reads until `buffer` is full or the reader is exhausted, so chunk

@@ -112,3 +112,86 @@ fn builds_are_identical_across_threads_and_line_order() {
     let shuffled = build(dir.path(), 3);
     assert!(one == shuffled, "shuffled input lines change the archive");
 }
+
+/// Every upload above the size at which the writer streams them, so each
+/// one's first buffer is read while the one before it finishes.
+fn large_uploads_only() -> SynthOptions {
+    SynthOptions {
+        submissions: 4,
+        tasks: 2,
+        instructions: 5,
+        no_submission_share: 0.0,
+        uploads: 7,
+        upload_min_bytes: (4 << 20) + 1,
+        upload_max_bytes: 9 << 20,
+        ..options()
+    }
+}
+
+#[test]
+fn consecutive_large_uploads_are_written_whole_and_in_turn() {
+    let dir = tempfile::tempdir().unwrap();
+    generate(dir.path(), &large_uploads_only()).unwrap();
+    let one = build(dir.path(), 1);
+    let three = build(dir.path(), 3);
+    assert!(one == three, "1 and 3 threads differ");
+    let dump = Dump::open(dir.path()).unwrap();
+    let report =
+        batch_export::verify::verify_against_dump(std::io::Cursor::new(&one), &dump).unwrap();
+    assert!(report.is_ok(), "{report}");
+    assert!(
+        report.entries() >= 4 + 2,
+        "several uploads: {}",
+        report.entries()
+    );
+}
+
+/// The uploads of a dump's archive in archive order: entry name, whether
+/// it is stored, and its bytes.
+fn uploads_in_archive(archive: Vec<u8>) -> Vec<(String, bool, Vec<u8>)> {
+    use std::io::Read;
+    let mut zip = zip::ZipArchive::new(std::io::Cursor::new(archive)).unwrap();
+    let mut found = Vec::new();
+    for i in 0..zip.len() {
+        let mut entry = zip.by_index(i).unwrap();
+        if !entry.name().starts_with("files/") {
+            continue;
+        }
+        let stored = entry.compression() == zip::CompressionMethod::Stored;
+        let mut bytes = Vec::new();
+        entry.read_to_end(&mut bytes).unwrap();
+        found.push((entry.name().to_owned(), stored, bytes));
+    }
+    found
+}
+
+/// Each large upload, stored or deflated, first or read ahead of its turn,
+/// is checked against its SHA-256, and a mismatch names that upload.
+#[test]
+fn every_large_upload_is_checked_and_blamed_on_itself() {
+    let dir = tempfile::tempdir().unwrap();
+    generate(dir.path(), &large_uploads_only()).unwrap();
+    let uploads = uploads_in_archive(build(dir.path(), 2));
+    assert!(uploads.iter().any(|u| u.1) && uploads.iter().any(|u| !u.1));
+    for (name, _, bytes) in &uploads {
+        let victim = fs::read_dir(dir.path().join("uploads"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| fs::read(p).unwrap() == *bytes)
+            .expect("the upload behind the entry");
+        let mut altered = bytes.clone();
+        altered[bytes.len() / 2] ^= 0xff;
+        fs::write(&victim, &altered).unwrap();
+
+        let dump = Dump::open(dir.path()).unwrap();
+        let options = ExportOptions::new().threads(2);
+        let err = dump
+            .export(std::io::Cursor::new(Vec::new()), &options)
+            .expect_err(name);
+        let problem = &err.problems()[0];
+        let key = victim.file_name().unwrap().to_string_lossy().into_owned();
+        assert_eq!(problem.field.as_deref(), Some("sha256"), "{name}: {err}");
+        assert!(problem.message.contains(&key), "{name}: {err}");
+        fs::write(&victim, bytes).unwrap();
+    }
+}
