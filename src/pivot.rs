@@ -292,25 +292,23 @@ fn name_files<'r>(
         .map(|e| file_keys(e.response).flatten().collect())
         .collect();
     for key in keys.into_iter().flatten() {
-        {
-            let Some(&index) = uploads.get(key.as_str()) else {
-                continue;
-            };
-            let upload = &records.uploads[index];
-            if paths.contains_key(upload.file_key.as_str()) {
-                continue;
-            }
-            let name = registry.claim(
-                &safe_prefix(&upload.submission_id),
-                &safe_file_name(&upload.file_name),
-            );
-            paths.insert(upload.file_key.as_str(), name.clone());
-            files.push(FileEntry {
-                name,
-                upload,
-                index,
-            });
+        let Some(&index) = uploads.get(key.as_str()) else {
+            continue;
+        };
+        let upload = &records.uploads[index];
+        if paths.contains_key(upload.file_key.as_str()) {
+            continue;
         }
+        let name = registry.claim(
+            &safe_prefix(&upload.submission_id),
+            &safe_file_name(&upload.file_name),
+        );
+        paths.insert(upload.file_key.as_str(), name.clone());
+        files.push(FileEntry {
+            name,
+            upload,
+            index,
+        });
     }
     // Names are unique, so an unstable sort gives the one order.
     files.par_sort_unstable_by(|a, b| a.name.cmp(&b.name));

@@ -212,7 +212,7 @@ fn prepare_small(file: &FileEntry<'_>, cx: &Context<'_>) -> Result<Prepared, Err
         .map_err(|e| blob_error(file, e))?;
     reader.check(file, cx)?;
     let uncompressed = bytes.len() as u64;
-    if is_precompressed(file.upload) || cx.config.level == 0 {
+    if is_stored(file, cx) {
         let data = EntryData {
             crc32: crc32fast::hash(&bytes),
             compressed: uncompressed,

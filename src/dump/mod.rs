@@ -298,7 +298,7 @@ fn read_jsonl<T: Send>(
             (false, Some(newline)) => newline + 1,
             (false, None) => {
                 let source = source.as_mut().expect("not at the end, so open");
-                (buffer, at_end) = read_block(source, &buffer).map_err(read_error)?;
+                at_end = extend_block(source, &mut buffer).map_err(read_error)?;
                 continue;
             }
         };
@@ -455,10 +455,19 @@ fn parse_line<T>(text: &[u8], file: &str, line: u64, key: &str, parse: Parser<T>
 fn read_block(source: &mut impl Read, carry: &[u8]) -> std::io::Result<(Vec<u8>, bool)> {
     let mut block = Vec::with_capacity(carry.len() + READ_BLOCK);
     block.extend_from_slice(carry);
-    block.resize(carry.len() + READ_BLOCK, 0);
-    let n = read_full(source, &mut block[carry.len()..])?;
-    block.truncate(carry.len() + n);
-    Ok((block, n < READ_BLOCK))
+    let at_end = extend_block(source, &mut block)?;
+    Ok((block, at_end))
+}
+
+/// Appends up to [`READ_BLOCK`] bytes more of `source` to `block`, in
+/// place (a line longer than a block grows without being copied again);
+/// returns whether the file ended.
+fn extend_block(source: &mut impl Read, block: &mut Vec<u8>) -> std::io::Result<bool> {
+    let start = block.len();
+    block.resize(start + READ_BLOCK, 0);
+    let n = read_full(source, &mut block[start..])?;
+    block.truncate(start + n);
+    Ok(n < READ_BLOCK)
 }
 
 /// Splits a block into its non-blank lines with their 1-based numbers,
