@@ -8,12 +8,14 @@
 //!
 //! # Layout
 //!
-//! - [`model`]: the records (batch, instructions, tasks, submissions, responses, uploads)
-//! - [`dump`]: reading a dump directory into records, line by line
+//! - [`model`]: the records (batch, instructions, tasks, submissions, responses,
+//!   uploads), where each came from, and the borrowed line object they are read through
+//! - [`dump`]: reading a dump directory into records, line by line; [`DirBlobSource`]
+//! - `export`: [`export`] and [`export_to_path`], the checks then the writer
 //! - `validate`: checks across records (unique ids, references, agreement)
 //! - `pivot`: records to the two views: exclusion, grouping, ordering, counts
 //! - [`naming`]: safe upload names and de-duplication
-//! - [`blob`]: [`BlobSource`], where upload bytes come from
+//! - [`blob`]: [`BlobSource`], where upload bytes come from; [`MemoryBlobSource`]
 //! - `archive`: the ZIP writer, parallel deflate, entries, the archive's README
 //! - `output`: atomic output through a temporary file
 //! - [`options`]: [`ExportOptions`], the build's settings
@@ -73,6 +75,7 @@ pub mod client;
 pub mod formats {}
 pub mod dump;
 pub mod error;
+mod export;
 mod hash;
 pub mod http;
 pub mod jobs;
@@ -86,125 +89,10 @@ pub mod timestamp;
 mod validate;
 pub mod verify;
 
-use std::io::{Seek, Write};
-use std::path::Path;
-
 pub use archive::{ExportSummary, FORMAT_VERSION};
-pub use blob::{BlobSource, DirBlobSource, MemoryBlobSource};
-pub use dump::Dump;
+pub use blob::{BlobSource, MemoryBlobSource};
+pub use dump::{DirBlobSource, Dump};
 pub use error::{Error, Problem, ProblemKind, Problems};
+pub use export::{export, export_to_path};
 pub use options::{ExportFilter, ExportOptions, Progress, ProgressEvent};
 pub use pivot::ExportCounts;
-
-use dump::origin::Origins;
-
-/// Checks `records` and writes their archive to `out`.
-///
-/// On error `out` holds a partial archive that must be discarded; use
-/// [`export_to_path`] to have that done for you.
-pub fn export<W: Write + Seek + Send>(
-    records: &Records,
-    blobs: &dyn BlobSource,
-    out: W,
-    options: &ExportOptions,
-) -> Result<ExportSummary, Error> {
-    let origins = Origins::positional();
-    export_records(records, &origins, &Problems::default(), blobs, out, options)
-}
-
-/// Checks `records` and writes their archive to `path`, atomically: on any
-/// error nothing is left at `path` nor beside it.
-pub fn export_to_path(
-    records: &Records,
-    blobs: &dyn BlobSource,
-    path: impl AsRef<Path>,
-    options: &ExportOptions,
-) -> Result<ExportSummary, Error> {
-    let origins = Origins::positional();
-    export_records_to_path(
-        records,
-        &origins,
-        &Problems::default(),
-        blobs,
-        path.as_ref(),
-        options,
-    )
-}
-
-use model::Records;
-
-impl Dump {
-    /// Checks the dump against the contract without writing anything,
-    /// returning every problem found as one [`Error::Refused`].
-    pub fn check(&self) -> Result<(), Error> {
-        let (records, origins, problems) = self.parts();
-        match records {
-            Some(records) => archive::check(records, origins, problems),
-            None => problems.clone().into_result(),
-        }
-    }
-
-    /// Writes the dump's archive to `path` atomically.
-    pub fn export_to_path(
-        &self,
-        path: impl AsRef<Path>,
-        options: &ExportOptions,
-    ) -> Result<ExportSummary, Error> {
-        let (records, origins, problems) = self.parts();
-        // Without records, batch.json was unusable, which is a problem listed.
-        let Some(records) = records else {
-            return Err(Error::Refused(problems.clone()));
-        };
-        export_records_to_path(
-            records,
-            origins,
-            problems,
-            &self.blobs(),
-            path.as_ref(),
-            options,
-        )
-    }
-
-    /// Writes the dump's archive to `out`; on error `out` must be discarded.
-    pub fn export<W: Write + Seek + Send>(
-        &self,
-        out: W,
-        options: &ExportOptions,
-    ) -> Result<ExportSummary, Error> {
-        let (records, origins, problems) = self.parts();
-        // Without records, batch.json was unusable, which is a problem listed.
-        let Some(records) = records else {
-            return Err(Error::Refused(problems.clone()));
-        };
-        export_records(records, origins, problems, &self.blobs(), out, options)
-    }
-}
-
-fn export_records<W: Write + Seek + Send>(
-    records: &Records,
-    origins: &Origins,
-    earlier: &Problems,
-    blobs: &dyn BlobSource,
-    out: W,
-    options: &ExportOptions,
-) -> Result<ExportSummary, Error> {
-    let config = options.freeze()?;
-    archive::check(records, origins, earlier)?;
-    let mut out = out;
-    archive::write_archive(records, origins, blobs, &mut out, &config)
-}
-
-fn export_records_to_path(
-    records: &Records,
-    origins: &Origins,
-    earlier: &Problems,
-    blobs: &dyn BlobSource,
-    path: &Path,
-    options: &ExportOptions,
-) -> Result<ExportSummary, Error> {
-    let config = options.freeze()?;
-    archive::check(records, origins, earlier)?;
-    output::write_atomically(path, |file| {
-        archive::write_archive(records, origins, blobs, file, &config)
-    })
-}

@@ -6,9 +6,9 @@ use rayon::prelude::*;
 
 use crate::hash::HashMap;
 
-use crate::dump::fields::LineObject;
-use crate::dump::origin::{Origins, RecordFile};
 use crate::error::{Problem, ProblemKind, Problems};
+use crate::model::line::LineObject;
+use crate::model::origin::{Origins, RecordFile};
 use crate::model::raw::decode_json_string;
 use crate::model::{InstructionType, Records, Response};
 

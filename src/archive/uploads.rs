@@ -496,7 +496,7 @@ fn blob_error(file: &FileEntry<'_>, source: io::Error) -> Error {
 fn upload_problem(file: &FileEntry<'_>, cx: &Context<'_>, field: &str, message: String) -> Problem {
     cx.origins.problem(
         ProblemKind::UploadBytes,
-        crate::dump::origin::RecordFile::Uploads,
+        crate::model::origin::RecordFile::Uploads,
         file.index,
         field,
         message,

@@ -1,81 +1,14 @@
 //! Typed access to the fields of one parsed line, collecting a problem for
 //! every field that is missing or of the wrong type.
-//!
-//! A line is parsed once into a [`LineObject`] whose keys and values borrow
-//! the line's text; a value is copied out only when it is read as a string
-//! or kept as pass-through JSON, so a line costs a handful of allocations.
+//! The line itself is a [`LineObject`], parsed once with its keys and values
+//! borrowed from the line's text.
 
-use std::borrow::Cow;
-use std::fmt;
-
-use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
 use crate::error::{Problem, ProblemKind};
+use crate::model::line::LineObject;
 use crate::model::raw::{decode_json_string, DecodedString};
-use crate::model::{ExtraFields, RawJson, RawObject};
-
-/// The fields of one JSON object, borrowed from its text, in input order.
-/// A repeated key keeps its first position and its last value, as
-/// [`RawObject`] does.
-pub(crate) struct LineObject<'a> {
-    fields: Vec<(Cow<'a, str>, &'a RawValue)>,
-}
-
-impl<'a> LineObject<'a> {
-    /// Parses the text of one JSON object.
-    pub(crate) fn parse(text: &'a str) -> serde_json::Result<LineObject<'a>> {
-        serde_json::from_str(text)
-    }
-
-    /// The raw value of a field.
-    pub(crate) fn get(&self, key: &str) -> Option<&'a RawValue> {
-        self.fields.iter().find(|(k, _)| k == key).map(|(_, v)| *v)
-    }
-
-    fn remove(&mut self, key: &str) -> Option<&'a RawValue> {
-        let index = self.fields.iter().position(|(k, _)| k == key)?;
-        Some(self.fields.remove(index).1)
-    }
-
-    /// The fields copied out as a [`RawObject`].
-    pub(crate) fn to_raw_object(&self) -> RawObject {
-        let mut object = RawObject::default();
-        for (key, value) in &self.fields {
-            object.insert(key, RawJson::from_raw(value));
-        }
-        object
-    }
-}
-
-impl<'de: 'a, 'a> Deserialize<'de> for LineObject<'a> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<LineObject<'a>, D::Error> {
-        struct ObjectVisitor;
-
-        impl<'de> Visitor<'de> for ObjectVisitor {
-            type Value = LineObject<'de>;
-
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a JSON object")
-            }
-
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<LineObject<'de>, A::Error> {
-                let mut fields: Vec<(Cow<'de, str>, &'de RawValue)> =
-                    Vec::with_capacity(map.size_hint().unwrap_or(8));
-                while let Some(key) = map.next_key::<Cow<'de, str>>()? {
-                    let value: &'de RawValue = map.next_value()?;
-                    match fields.iter_mut().find(|(k, _)| *k == key) {
-                        Some(field) => field.1 = value,
-                        None => fields.push((key, value)),
-                    }
-                }
-                Ok(LineObject { fields })
-            }
-        }
-
-        deserializer.deserialize_map(ObjectVisitor)
-    }
-}
+use crate::model::{ExtraFields, RawJson};
 
 /// The fields of one record, consumed as they are read so that what is left
 /// over is exactly the record's unknown fields.
@@ -241,7 +174,7 @@ impl<'a, 't> FieldReader<'a, 't> {
     pub(crate) fn into_extra(self) -> (ExtraFields, Vec<Problem>) {
         let extra = self
             .object
-            .fields
+            .into_fields()
             .into_iter()
             .map(|(key, value)| (key.into_owned(), RawJson::from_raw(value)))
             .collect();

@@ -27,8 +27,9 @@
 //! fields and their types); the checks across records happen when the
 //! export is built, so records handed over through the API get them too.
 
+mod blobs;
+mod export;
 pub(crate) mod fields;
-pub(crate) mod origin;
 mod records;
 
 use std::fs;
@@ -37,12 +38,12 @@ use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
 
-use crate::blob::DirBlobSource;
 use crate::error::{Error, Problem, ProblemKind, Problems};
+use crate::model::line::LineObject;
+use crate::model::origin::{Origins, RecordFile};
 use crate::model::raw::decode_json_string;
 use crate::model::Records;
-use fields::LineObject;
-use origin::{Origins, RecordFile};
+pub use blobs::DirBlobSource;
 
 /// A dump directory, read into records.
 #[derive(Debug, Clone)]

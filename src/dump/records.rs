@@ -1,7 +1,8 @@
 //! Turning one parsed line into one typed record.
 
-use super::fields::{FieldReader, LineObject};
+use super::fields::FieldReader;
 use crate::error::{Problem, ProblemKind};
+use crate::model::line::LineObject;
 use crate::model::{Batch, Instruction, InstructionType, Response, Submission, Task, Upload};
 
 /// What parsing one line gives: the record when its required fields are

@@ -98,7 +98,7 @@ pub fn verify_against<R: Read + Seek>(
     records: &Records,
     blobs: &dyn BlobSource,
 ) -> Result<Report, VerifyError> {
-    let origins = crate::dump::origin::Origins::positional();
+    let origins = crate::model::origin::Origins::positional();
     crate::archive::check(records, &origins, &Problems::default())
         .map_err(VerifyError::Expected)?;
     run(&mut archive, Some((records, blobs)))

@@ -1,4 +1,8 @@
 //! Where records came from, so problems can name a file and a line.
+//!
+//! Shared by the dump reader, which records each line, and the checks
+//! across records, which name the line of the record at fault: it lives
+//! with the records so that neither depends on the other.
 
 use std::collections::HashSet;
 

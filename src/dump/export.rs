@@ -1,0 +1,57 @@
+//! Checking and exporting a dump read from a directory.
+
+use std::io::{Seek, Write};
+use std::path::Path;
+
+use super::Dump;
+use crate::archive::{self, ExportSummary};
+use crate::error::Error;
+use crate::export::{export_records, export_records_to_path};
+use crate::options::ExportOptions;
+
+impl Dump {
+    /// Checks the dump against the contract without writing anything,
+    /// returning every problem found as one [`Error::Refused`].
+    pub fn check(&self) -> Result<(), Error> {
+        let (records, origins, problems) = self.parts();
+        match records {
+            Some(records) => archive::check(records, origins, problems),
+            None => problems.clone().into_result(),
+        }
+    }
+
+    /// Writes the dump's archive to `path` atomically.
+    pub fn export_to_path(
+        &self,
+        path: impl AsRef<Path>,
+        options: &ExportOptions,
+    ) -> Result<ExportSummary, Error> {
+        let (records, origins, problems) = self.parts();
+        // Without records, batch.json was unusable, which is a problem listed.
+        let Some(records) = records else {
+            return Err(Error::Refused(problems.clone()));
+        };
+        export_records_to_path(
+            records,
+            origins,
+            problems,
+            &self.blobs(),
+            path.as_ref(),
+            options,
+        )
+    }
+
+    /// Writes the dump's archive to `out`; on error `out` must be discarded.
+    pub fn export<W: Write + Seek + Send>(
+        &self,
+        out: W,
+        options: &ExportOptions,
+    ) -> Result<ExportSummary, Error> {
+        let (records, origins, problems) = self.parts();
+        // Without records, batch.json was unusable, which is a problem listed.
+        let Some(records) = records else {
+            return Err(Error::Refused(problems.clone()));
+        };
+        export_records(records, origins, problems, &self.blobs(), out, options)
+    }
+}
