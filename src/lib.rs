@@ -21,15 +21,24 @@
 //! - [`options`]: [`ExportOptions`], the build's settings
 //! - [`error`]: [`Error`] and the [`Problem`] list of a refusal
 //! - [`verify`]: checking an archive against the contract and against its dump
-//! - [`jobs`]: the export-job engine: SQLite store, fingerprints, signed links, workers
-//! - [`http`]: the export-job web service on top of [`jobs`]
-//! - [`client`]: the client of that service: request, poll, download
+//! - `jobs` (feature `service`): the export-job engine: SQLite store,
+//!   fingerprints, signed links, workers
+//! - `http` (feature `service`): the export-job web service on top of `jobs`
+//! - `client` (feature `client`): the client of that service: request, poll, download
 //! - [`formats`]: the dump read and the archive written, in prose with examples
 //! - [`synth`]: synthetic dumps of any size, for benchmarks and scale tests
 //!
 //! # Embedding
 //!
-//! An export backend hands over its own records and its own blob source:
+//! An export backend depends on the engine alone, which leaves out the
+//! service, its client and the binary (features `service`, `client` and
+//! `cli`, all on by default):
+//!
+//! ```toml
+//! batch-export = { version = "0.1", default-features = false }
+//! ```
+//!
+//! and hands over its own records and its own blob source:
 //!
 //! ```
 //! use std::io::Cursor;
@@ -70,6 +79,7 @@ mod archive;
 #[doc(hidden)]
 pub mod bench_support;
 pub mod blob;
+#[cfg(feature = "client")]
 pub mod client;
 #[doc = include_str!("../docs/FORMAT.md")]
 pub mod formats {}
@@ -77,7 +87,9 @@ pub mod dump;
 pub mod error;
 mod export;
 mod hash;
+#[cfg(feature = "service")]
 pub mod http;
+#[cfg(feature = "service")]
 pub mod jobs;
 pub mod model;
 pub mod naming;

@@ -5,6 +5,8 @@ mod common;
 mod build;
 mod oracle;
 mod readers;
+// The service and the client, run through the library and the binary.
+#[cfg(feature = "cli")]
 mod service;
 mod synth;
 mod verify;

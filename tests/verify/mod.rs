@@ -4,6 +4,7 @@
 
 use std::io::{Cursor, Write};
 use std::path::{Path, PathBuf};
+#[cfg(feature = "cli")]
 use std::process::Command;
 
 use batch_export::verify::{self, Report, VerifyProblemKind};
@@ -254,10 +255,12 @@ fn altered_upload_bytes_are_reported() {
     );
 }
 
+#[cfg(feature = "cli")]
 fn binary() -> Command {
     Command::new(env!("CARGO_BIN_EXE_batch-export"))
 }
 
+#[cfg(feature = "cli")]
 #[test]
 fn the_command_exits_0_1_or_2() {
     let dir = tempfile::tempdir().unwrap();
