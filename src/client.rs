@@ -22,9 +22,7 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use serde::Deserialize;
-
-use crate::ExportFilter;
+use crate::wire::{self, ErrorBody, ExportQuery, ExportState, StatusBody};
 
 /// How often the same step may fail in a row before the client gives up:
 /// resuming a broken download, or fetching a fresh link for a refused one.
@@ -157,8 +155,8 @@ impl ClientConfig {
 pub struct ExportRequest {
     /// The batch.
     pub batch_id: String,
-    /// Which responses; empty for all.
-    pub filter: ExportFilter,
+    /// What to ask for: the filter (empty for all responses).
+    pub query: ExportQuery,
     /// Where to write the archive. Default: the server's file name
     /// (`<batch-id>-export-<YYYYMMDD-HHMMSS>.zip`) in [`Self::dir`].
     pub output: Option<PathBuf>,
@@ -212,16 +210,6 @@ pub struct Downloaded {
     pub export_id: String,
 }
 
-/// A status answer (POST or GET).
-#[derive(Debug, Deserialize)]
-struct Status {
-    status: String,
-    export_id: Option<String>,
-    url: Option<String>,
-    expires_at: Option<String>,
-    error: Option<String>,
-}
-
 /// The client: cheap to build, holds a connection pool.
 pub struct Client {
     config: ClientConfig,
@@ -263,19 +251,20 @@ impl Client {
         progress(ClientEvent::Requested {
             export_id: export_id.clone(),
         });
-        if status.status != "complete" && export_id.is_empty() {
-            return Err(self.protocol("the answer has no export_id"));
-        }
         loop {
-            match status.status.as_str() {
-                "complete" => break,
-                "failed" => {
+            match status.state {
+                ExportState::Complete { .. } => break,
+                ExportState::Failed { error } => {
                     return Err(ClientError::ExportFailed {
                         export_id,
-                        reason: status.error.unwrap_or_default(),
+                        reason: error,
                     })
                 }
-                _ => {}
+                // Only a complete answer can do without its job's id.
+                ExportState::Generating if export_id.is_empty() => {
+                    return Err(self.protocol("the answer has no export_id"))
+                }
+                ExportState::Generating => {}
             }
             let waited = started.elapsed();
             if waited >= self.config.timeout {
@@ -288,40 +277,26 @@ impl Client {
         self.download(request, &export_id, status, progress)
     }
 
-    fn api(&self, batch_id: &str) -> Result<url::Url, ClientError> {
-        let base = format!(
-            "{}/api/v1/data-collection/batches/{}/export",
-            self.config.api_url,
-            encode(batch_id)
-        );
-        url::Url::parse(&base).map_err(|e| ClientError::Transport {
-            url: base,
+    /// The API URL of `path` (one of [`wire`]'s paths).
+    fn api(&self, path: &str) -> Result<url::Url, ClientError> {
+        let text = format!("{}{path}", self.config.api_url);
+        url::Url::parse(&text).map_err(|e| ClientError::Transport {
+            url: text,
             message: e.to_string(),
         })
     }
 
-    fn post(&self, request: &ExportRequest) -> Result<Status, ClientError> {
-        let mut url = self.api(&request.batch_id)?;
-        {
-            let mut query = url.query_pairs_mut();
-            let f = &request.filter;
-            for (name, value) in [("study_id", &f.study_id), ("from", &f.from), ("to", &f.to)] {
-                if let Some(value) = value {
-                    query.append_pair(name, value);
-                }
-            }
-        }
-        if url.query() == Some("") {
-            url.set_query(None);
+    fn post(&self, request: &ExportRequest) -> Result<StatusBody, ClientError> {
+        let mut url = self.api(&wire::exports_path(&request.batch_id))?;
+        let mut pairs = request.query.pairs().peekable();
+        if pairs.peek().is_some() {
+            url.query_pairs_mut().extend_pairs(pairs);
         }
         self.call_api("POST", url, &request.batch_id)
     }
 
-    fn poll(&self, batch_id: &str, export_id: &str) -> Result<Status, ClientError> {
-        let mut url = self.api(batch_id)?;
-        url.path_segments_mut()
-            .map_err(|()| self.protocol("bad API URL"))?
-            .push(export_id);
+    fn poll(&self, batch_id: &str, export_id: &str) -> Result<StatusBody, ClientError> {
+        let url = self.api(&wire::export_path(batch_id, export_id))?;
         self.call_api("GET", url, batch_id)
     }
 
@@ -330,7 +305,7 @@ impl Client {
         method: &'static str,
         url: url::Url,
         batch_id: &str,
-    ) -> Result<Status, ClientError> {
+    ) -> Result<StatusBody, ClientError> {
         let answer = self
             .agent
             .request_url(method, &url)
@@ -365,7 +340,7 @@ impl Client {
         &self,
         request: &ExportRequest,
         export_id: &str,
-        mut status: Status,
+        mut status: StatusBody,
         progress: &mut dyn FnMut(ClientEvent),
     ) -> Result<Downloaded, ClientError> {
         let dir = match (&request.output, &request.dir) {
@@ -386,12 +361,16 @@ impl Client {
         let (mut refused, mut broken) = (0u32, 0u32);
         let mut server_name = None;
         loop {
-            let link = status
-                .url
-                .clone()
-                .ok_or_else(|| self.protocol("complete without a url"))?;
+            let ExportState::Complete {
+                url: link,
+                expires_at,
+            } = &status.state
+            else {
+                return Err(self.protocol("a complete export went back to generating"));
+            };
+            let link = link.clone();
             progress(ClientEvent::LinkReady {
-                expires_at: status.expires_at.clone().unwrap_or_default(),
+                expires_at: expires_at.clone(),
             });
             let url = url::Url::parse(&link).map_err(|e| ClientError::Transport {
                 url: link.clone(),
@@ -499,15 +478,21 @@ impl Client {
     }
 
     /// A fresh link: a poll of the job, or a new request if the job went.
-    fn fresh_link(&self, request: &ExportRequest, export_id: &str) -> Result<Status, ClientError> {
+    fn fresh_link(
+        &self,
+        request: &ExportRequest,
+        export_id: &str,
+    ) -> Result<StatusBody, ClientError> {
         let status = self.poll(&request.batch_id, export_id)?;
-        match status.status.as_str() {
-            "complete" => Ok(status),
-            "failed" => Err(ClientError::ExportFailed {
+        match status.state {
+            ExportState::Complete { .. } => Ok(status),
+            ExportState::Failed { error } => Err(ClientError::ExportFailed {
                 export_id: export_id.to_owned(),
-                reason: status.error.unwrap_or_default(),
+                reason: error,
             }),
-            _ => Err(self.protocol("a complete export went back to generating")),
+            ExportState::Generating => {
+                Err(self.protocol("a complete export went back to generating"))
+            }
         }
     }
 }
@@ -596,11 +581,9 @@ fn failure(method: &'static str, url: &url::Url, err: ureq::Error) -> ClientErro
 /// The `error` of a JSON error body, or the body's first 200 characters.
 fn error_message(response: ureq::Response) -> String {
     let text = response.into_string().unwrap_or_default();
-    match serde_json::from_str::<serde_json::Value>(&text) {
-        Ok(json) if json["error"].is_string() => {
-            json["error"].as_str().unwrap_or_default().to_owned()
-        }
-        _ => text.chars().take(200).collect(),
+    match serde_json::from_str::<ErrorBody>(&text) {
+        Ok(body) => body.error,
+        Err(_) => text.chars().take(200).collect(),
     }
 }
 
@@ -624,18 +607,10 @@ fn content_disposition_name(response: &ureq::Response) -> Option<String> {
     (safe.ends_with(".zip") && !safe.starts_with('.')).then_some(safe)
 }
 
-/// `<batch-id>-export-<YYYYMMDD-HHMMSS>.zip` at the current time, for a
-/// server that names no file.
+/// [`wire::archive_file_name`] at the current time, for a server that
+/// names no file.
 fn fallback_name(batch_id: &str) -> String {
-    let stamp = time::OffsetDateTime::now_utc()
-        .format(time::macros::format_description!(
-            "[year][month][day]-[hour][minute][second]"
-        ))
-        .unwrap_or_default();
-    format!(
-        "{}-export-{stamp}.zip",
-        crate::naming::safe_prefix(batch_id)
-    )
+    wire::archive_file_name(batch_id, time::OffsetDateTime::now_utc())
 }
 
 fn parent_of(path: &Path) -> PathBuf {
@@ -643,13 +618,6 @@ fn parent_of(path: &Path) -> PathBuf {
         Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
         _ => PathBuf::from("."),
     }
-}
-
-/// Percent-encodes a path segment.
-fn encode(segment: &str) -> String {
-    url::form_urlencoded::byte_serialize(segment.as_bytes())
-        .collect::<String>()
-        .replace('+', "%20")
 }
 
 #[cfg(test)]

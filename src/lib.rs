@@ -19,12 +19,15 @@
 //! - `archive`: the ZIP writer, parallel deflate, entries, the archive's README
 //! - `output`: atomic output through a temporary file
 //! - [`options`]: [`ExportOptions`], the build's settings
+//! - [`filter`]: [`ExportFilter`], which responses an export holds, parsed and normalised in one place
 //! - [`error`]: [`Error`] and the [`Problem`] list of a refusal
 //! - [`verify`]: checking an archive against the contract and against its dump
 //! - `jobs` (feature `service`): the export-job engine: SQLite store,
 //!   fingerprints, signed links, workers
 //! - `http` (feature `service`): the export-job web service on top of `jobs`
 //! - `client` (feature `client`): the client of that service: request, poll, download
+//! - `wire` (features `service` or `client`): the protocol both share: paths,
+//!   query, bodies, file name
 //! - [`formats`]: the dump read and the archive written, in prose with examples
 //! - [`synth`]: synthetic dumps of any size, for benchmarks and scale tests
 //!
@@ -86,6 +89,7 @@ pub mod formats {}
 pub mod dump;
 pub mod error;
 mod export;
+pub mod filter;
 mod hash;
 #[cfg(feature = "service")]
 pub mod http;
@@ -100,6 +104,8 @@ pub mod synth;
 pub mod timestamp;
 mod validate;
 pub mod verify;
+#[cfg(any(feature = "service", feature = "client"))]
+pub mod wire;
 
 pub use archive::{ExportSummary, FORMAT_VERSION};
 pub use blob::{BlobSource, MemoryBlobSource};

@@ -92,6 +92,25 @@ pub fn safe_prefix(submission_id: &str) -> String {
     floor_char_boundary(&cleaned, MAX_NAME_BYTES).to_owned()
 }
 
+/// The file name of a batch's archive, `<batch-id>-export-<YYYYMMDD-HHMMSS>.zip`
+/// at `at` in UTC: what `build` writes by default, what the service names
+/// its downloads and what the client falls back to.
+///
+/// ```
+/// use batch_export::naming::archive_file_name;
+/// let at = time::macros::datetime!(2024-05-01 12:30:05 +2);
+/// assert_eq!(archive_file_name("b/1", at), "b_1-export-20240501-103005.zip");
+/// ```
+pub fn archive_file_name(batch_id: &str, at: time::OffsetDateTime) -> String {
+    let stamp = at
+        .to_offset(time::UtcOffset::UTC)
+        .format(time::macros::format_description!(
+            "[year][month][day]-[hour][minute][second]"
+        ))
+        .unwrap_or_default();
+    format!("{}-export-{stamp}.zip", safe_prefix(batch_id))
+}
+
 /// Hands out unique entry names, comparing names without regard to case.
 #[derive(Debug, Default)]
 pub struct NameRegistry {

@@ -7,27 +7,10 @@ use std::sync::Arc;
 use time::OffsetDateTime;
 
 use crate::error::Error;
+pub use crate::filter::ExportFilter;
+use crate::filter::Window;
 use crate::model::Records;
 use crate::timestamp::{latest_instant, parse_rfc3339, utc_rfc3339, EPOCH_1980};
-
-/// Which responses an export holds, beyond leaving out `no_submission` ones.
-/// Terms combine with AND; an empty filter keeps everything.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
-pub struct ExportFilter {
-    /// Keep responses whose submission's `study_id` is this.
-    pub study_id: Option<String>,
-    /// Keep responses created at or after this instant (RFC 3339).
-    pub from: Option<String>,
-    /// Keep responses created before this instant (RFC 3339).
-    pub to: Option<String>,
-}
-
-impl ExportFilter {
-    /// True when the filter keeps every response.
-    pub fn is_empty(&self) -> bool {
-        self.study_id.is_none() && self.from.is_none() && self.to.is_none()
-    }
-}
 
 /// Something the caller wants to hear about while an export is built. The
 /// binary draws a progress bar from these; the library never prints.
@@ -109,6 +92,7 @@ impl ExportOptions {
     }
 
     /// Which responses to export. Default: all but `no_submission` ones.
+    /// Checked (and normalised) when the build starts: see [`ExportFilter::normalized`].
     pub fn filter(mut self, filter: ExportFilter) -> ExportOptions {
         self.filter = filter;
         self
@@ -153,22 +137,15 @@ impl ExportOptions {
                 }
             },
         };
-        let bound = |option: &'static str, value: &Option<String>| match value {
-            None => Ok(None),
-            Some(text) => parse_rfc3339(text)
-                .map(|t| Some(t.unix_timestamp_nanos()))
-                .ok_or_else(|| Error::InvalidOption {
-                    option,
-                    message: format!("{text:?} is not an RFC 3339 timestamp"),
-                }),
-        };
+        let filter = self.filter.window().map_err(|err| Error::InvalidOption {
+            option: err.parameter,
+            message: err.message,
+        })?;
         Ok(Config {
             generated_at,
             threads: self.threads,
             level,
-            study_id: self.filter.study_id.clone(),
-            from: bound("from", &self.filter.from)?,
-            to: bound("to", &self.filter.to)?,
+            filter,
             progress: self.progress.clone(),
             cancel: self.cancel.clone(),
         })
@@ -180,9 +157,8 @@ pub(crate) struct Config {
     pub(crate) generated_at: Option<(String, OffsetDateTime)>,
     pub(crate) threads: Option<usize>,
     pub(crate) level: u32,
-    pub(crate) study_id: Option<String>,
-    pub(crate) from: Option<i128>,
-    pub(crate) to: Option<i128>,
+    /// The checked filter.
+    pub(crate) filter: Window,
     pub(crate) progress: Option<Arc<dyn Progress>>,
     pub(crate) cancel: Option<Arc<AtomicBool>>,
 }
@@ -214,9 +190,5 @@ impl Config {
                 time::macros::datetime!(1980-01-01 0:00 UTC),
             ),
         }
-    }
-
-    pub(crate) fn has_time_window(&self) -> bool {
-        self.from.is_some() || self.to.is_some()
     }
 }

@@ -209,7 +209,8 @@ pub(crate) fn pivot<'r>(records: &'r Records, config: &Config) -> Pivot<'r> {
 }
 
 fn matches_filter(exported: &Exported<'_>, config: &Config) -> bool {
-    if let Some(study) = &config.study_id {
+    let filter = &config.filter;
+    if let Some(study) = &filter.study_id {
         let study_of_submission = exported
             .submission
             .study_id
@@ -219,12 +220,12 @@ fn matches_filter(exported: &Exported<'_>, config: &Config) -> bool {
             return false;
         }
     }
-    if config.has_time_window() {
+    if filter.has_time_bounds() {
         let Some(created) = exported.created.instant() else {
             return false;
         };
-        if config.from.is_some_and(|from| created < from)
-            || config.to.is_some_and(|to| created >= to)
+        if filter.from.is_some_and(|from| created < from)
+            || filter.to.is_some_and(|to| created >= to)
         {
             return false;
         }

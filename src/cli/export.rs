@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use batch_export::client::{Client, ClientConfig, ClientError, ClientEvent, ExportRequest};
+use batch_export::wire::ExportQuery;
 use batch_export::ExportFilter;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
@@ -59,10 +60,12 @@ pub fn run(args: ExportArgs) -> anyhow::Result<u8> {
     let client = Client::new(config)?;
     let request = ExportRequest {
         batch_id: args.batch_id,
-        filter: ExportFilter {
-            study_id: args.study_id,
-            from: args.from,
-            to: args.to,
+        query: ExportQuery {
+            filter: ExportFilter {
+                study_id: args.study_id,
+                from: args.from,
+                to: args.to,
+            },
         },
         output: args.output,
         dir: None,

@@ -70,15 +70,9 @@ pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
     })
 }
 
-/// `<batch-id>-export-<YYYYMMDD-HHMMSS>.zip`, in the current directory, at
-/// the current UTC time.
+/// [`batch_export::naming::archive_file_name`] in the current directory,
+/// at the current time.
 pub fn default_archive_name(batch_id: &str) -> PathBuf {
     let now = time::OffsetDateTime::now_utc();
-    let stamp = now
-        .format(time::macros::format_description!(
-            "[year][month][day]-[hour][minute][second]"
-        ))
-        .unwrap_or_default();
-    let safe_id = batch_export::naming::safe_prefix(batch_id);
-    PathBuf::from(format!("{safe_id}-export-{stamp}.zip"))
+    PathBuf::from(batch_export::naming::archive_file_name(batch_id, now))
 }

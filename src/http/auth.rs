@@ -124,7 +124,12 @@ impl Tokens {
     /// The access of the `Authorization` header's value, or `None` for a
     /// missing, malformed or unknown token.
     pub fn check(&self, authorization: Option<&str>) -> Option<Access> {
-        let token = authorization?.strip_prefix("Token ")?.trim();
+        // RFC 9110 makes the scheme case-insensitive: `token x` is `Token x`.
+        let (scheme, token) = authorization?.trim_start().split_once(' ')?;
+        if !scheme.eq_ignore_ascii_case("token") {
+            return None;
+        }
+        let token = token.trim();
         if token.is_empty() {
             return None;
         }
@@ -160,5 +165,11 @@ mod tests {
         let one = tokens.check(Some("Token t1")).unwrap();
         assert!(one.allows("w1") && !one.allows("w2"));
         assert!(tokens.check(Some("Token t2")).unwrap().allows("w2"));
+        assert!(
+            tokens.check(Some("token t1")).is_some(),
+            "the scheme ignores case"
+        );
+        assert!(tokens.check(Some("TOKEN  t1")).is_some());
+        assert!(tokens.check(Some("Tokent1")).is_none());
     }
 }

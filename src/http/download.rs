@@ -11,23 +11,42 @@
 use std::io::SeekFrom;
 
 use axum::body::Body;
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio_util::io::ReaderStream;
 
-use super::routes::ApiError;
+use super::routes::{ApiError, QueryPairs};
 use super::Service;
 use crate::jobs::JobStatus;
+use crate::wire::QueryError;
 
 /// The query string of a signed link. Both are optional here so that a
-/// link missing one is a 403 like any other bad link, not a 400.
-#[derive(Debug, Deserialize)]
-pub(super) struct LinkQuery {
+/// link missing one is a 403 like any other bad link; a parameter that is
+/// not one of these, or one given twice, is a 400 like on every route.
+#[derive(Debug, Default)]
+struct LinkQuery {
     expires: Option<String>,
     signature: Option<String>,
+}
+
+impl LinkQuery {
+    fn from_pairs(pairs: Vec<(String, String)>) -> Result<LinkQuery, QueryError> {
+        let mut link = LinkQuery::default();
+        for (name, value) in pairs {
+            let slot = match name.as_str() {
+                "expires" => &mut link.expires,
+                "signature" => &mut link.signature,
+                _ => return Err(QueryError::unknown(&name)),
+            };
+            if slot.replace(value).is_some() {
+                return Err(QueryError::repeated(&name));
+            }
+        }
+        Ok(link)
+    }
 }
 
 fn forbidden(message: &str) -> Response {
@@ -36,10 +55,19 @@ fn forbidden(message: &str) -> Response {
 
 pub(super) async fn download(
     State(service): State<Service>,
-    Path(export_id): Path<String>,
-    Query(link): Query<LinkQuery>,
+    path: Result<Path<String>, PathRejection>,
+    query: QueryPairs,
     headers: HeaderMap,
 ) -> Response {
+    let (Path(export_id), Query(pairs)) = match (path, query) {
+        (Ok(path), Ok(query)) => (path, query),
+        (Err(err), _) => return ApiError::from(err).into_response(),
+        (_, Err(err)) => return ApiError::from(err).into_response(),
+    };
+    let link = match LinkQuery::from_pairs(pairs) {
+        Ok(link) => link,
+        Err(err) => return ApiError::from(err).into_response(),
+    };
     const INVALID: &str = "download link invalid";
     let (Some(expires), Some(signature)) = (link.expires, link.signature) else {
         return forbidden(INVALID);

@@ -4,8 +4,12 @@
 //! # API
 //!
 //! Every path below `/api/v1/data-collection/batches/{batch_id}` needs
-//! `Authorization: Token <token>` (see [`auth`]); errors are JSON
-//! `{"error": "<message>"}`.
+//! `Authorization: Token <token>` (see [`auth`]; the scheme is matched
+//! without regard to case, and a 401 carries `WWW-Authenticate: Token`).
+//! Every error is JSON, a [`crate::wire::ErrorBody`]:
+//! `{"error": "<message>"}`, plus `"parameter"` naming the query parameter
+//! at fault for a 400. A query parameter a route does not know, or one
+//! given twice, is a 400. The bodies are the types of [`crate::wire`].
 //!
 //! | request | answer |
 //! |---|---|
@@ -16,7 +20,8 @@
 //! | `GET /api/v1/data-collection/exports/{export_id}/download?expires=&signature=` | the archive (no token: the signature is the credential); 403 once expired or tampered with |
 //!
 //! Filters: `study_id` (the submission's study), `from` (inclusive) and
-//! `to` (exclusive), RFC 3339 instants on the response's `created_at`.
+//! `to` (exclusive), RFC 3339 instants on the response's `created_at`;
+//! a `to` not after `from` is a 400 (see [`crate::ExportFilter::normalized`]).
 
 pub mod auth;
 mod download;
@@ -31,6 +36,7 @@ use axum::Router;
 use tokio::net::TcpListener;
 
 use crate::jobs::{Catalog, Jobs, Signer};
+use crate::wire::route;
 pub use auth::{Access, TokenEntry, TokenFile, Tokens};
 
 /// How long a download link stays valid unless set otherwise.
@@ -82,18 +88,12 @@ impl Service {
 
 /// The service's routes.
 pub fn router(service: Service) -> Router {
-    const BATCH: &str = "/api/v1/data-collection/batches/{batch_id}/export";
     Router::new()
-        .route(BATCH, get(routes::list).post(routes::request))
-        .route(
-            &format!("{BATCH}/{{export_id}}"),
-            get(routes::status).delete(routes::delete),
-        )
-        .route(
-            "/api/v1/data-collection/exports/{export_id}/download",
-            get(download::download),
-        )
+        .route(route::EXPORTS, get(routes::list).post(routes::request))
+        .route(route::EXPORT, get(routes::status).delete(routes::delete))
+        .route(route::DOWNLOAD, get(download::download))
         .fallback(routes::not_found)
+        .method_not_allowed_fallback(routes::method_not_allowed)
         .with_state(service)
 }
 

@@ -3,33 +3,45 @@
 //! Each handler does its work (token check, data-folder scan, SQLite,
 //! hashing the dump) on the blocking pool, since all of it is file I/O.
 
+use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde::Deserialize;
-use serde_json::{json, Value};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 use super::Service;
-use crate::jobs::filter::FilterJson;
 use crate::jobs::{BatchInfo, Job, JobError, JobStatus, Requested};
-use crate::ExportFilter;
+use crate::wire::{
+    no_parameters, ErrorBody, ExportQuery, ExportState, ExportSummary, ListBody, QueryError,
+    StatusBody,
+};
 
-/// An error answer: a status and `{"error": message}`.
+/// The decoded pairs of a query string, or why it could not be decoded.
+pub(super) type QueryPairs = Result<Query<Vec<(String, String)>>, QueryRejection>;
+
+/// An error answer: a status and an [`ErrorBody`].
 #[derive(Debug)]
 pub(super) struct ApiError {
     status: StatusCode,
-    message: String,
+    body: ErrorBody,
 }
 
 impl ApiError {
     pub(super) fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
         ApiError {
             status,
-            message: message.into(),
+            body: ErrorBody {
+                error: message.into(),
+                parameter: None,
+            },
         }
+    }
+
+    /// A 401: RFC 9110 has it name the scheme the client should use.
+    fn unauthorized() -> ApiError {
+        ApiError::new(StatusCode::UNAUTHORIZED, "missing or unknown token")
     }
 
     /// The one answer for a batch that does not exist *or* that the token
@@ -41,7 +53,44 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, Json(json!({ "error": self.message }))).into_response()
+        let mut response = (self.status, Json(self.body)).into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Token"));
+        }
+        response
+    }
+}
+
+impl From<QueryError> for ApiError {
+    fn from(err: QueryError) -> ApiError {
+        ApiError {
+            status: StatusCode::BAD_REQUEST,
+            body: ErrorBody {
+                error: err.message,
+                parameter: Some(err.parameter),
+            },
+        }
+    }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(err: QueryRejection) -> ApiError {
+        // axum's text says what could not be decoded, never a server detail.
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("unreadable query string: {}", err.body_text()),
+        )
+    }
+}
+
+impl From<PathRejection> for ApiError {
+    fn from(err: PathRejection) -> ApiError {
+        ApiError::new(
+            err.status(),
+            format!("unreadable path: {}", err.body_text()),
+        )
     }
 }
 
@@ -50,7 +99,7 @@ impl From<JobError> for ApiError {
         let status = match &err {
             JobError::TooManyJobs { .. } | JobError::StillGenerating { .. } => StatusCode::CONFLICT,
             JobError::NotFound { .. } => StatusCode::NOT_FOUND,
-            JobError::InvalidFilter { .. } => StatusCode::BAD_REQUEST,
+            JobError::InvalidFilter(filter) => return QueryError::from(filter.clone()).into(),
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
         ApiError::new(status, err.to_string())
@@ -78,7 +127,7 @@ impl Service {
         let access = self
             .tokens
             .check(header)
-            .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "missing or unknown token"))?;
+            .ok_or_else(ApiError::unauthorized)?;
         match self.catalog.find(batch_id)? {
             Some(batch) if access.allows(&batch.workspace_id) => Ok(batch),
             _ => Err(ApiError::no_batch()),
@@ -91,34 +140,30 @@ impl Service {
         let expires = now.unix_timestamp() + self.link_ttl.as_secs() as i64;
         let signature = self.signer.sign(&job.id, expires);
         let base = self.public_url.as_deref().unwrap_or("");
-        let url = format!(
-            "{base}/api/v1/data-collection/exports/{}/download?expires={expires}&signature={signature}",
-            job.id
-        );
+        let path = crate::wire::download_path(&job.id);
+        let url = format!("{base}{path}?expires={expires}&signature={signature}");
         let expires_at = OffsetDateTime::from_unix_timestamp(expires)
             .map(rfc3339)
             .unwrap_or_default();
         (url, expires_at)
     }
 
-    fn status_body(&self, job: &Job) -> Value {
-        let mut body = json!({
-            "status": job.status.as_str(),
-            "export_id": job.id,
-            "created_at": rfc3339(job.created_at),
-        });
-        match job.status {
-            JobStatus::Generating => {}
+    fn status_body(&self, job: &Job) -> StatusBody {
+        let state = match job.status {
+            JobStatus::Generating => ExportState::Generating,
             JobStatus::Complete => {
                 let (url, expires_at) = self.link(job);
-                body["url"] = url.into();
-                body["expires_at"] = expires_at.into();
+                ExportState::Complete { url, expires_at }
             }
-            JobStatus::Failed => {
-                body["error"] = job.error.clone().unwrap_or_default().into();
-            }
+            JobStatus::Failed => ExportState::Failed {
+                error: job.error.clone().unwrap_or_default(),
+            },
+        };
+        StatusBody {
+            state,
+            export_id: Some(job.id.clone()),
+            created_at: Some(rfc3339(job.created_at)),
         }
-        body
     }
 }
 
@@ -129,28 +174,20 @@ pub(super) fn rfc3339(t: OffsetDateTime) -> String {
         .unwrap_or_default()
 }
 
-/// The filter terms of a POST's query string.
-#[derive(Debug, Deserialize)]
-pub(super) struct FilterQuery {
-    study_id: Option<String>,
-    from: Option<String>,
-    to: Option<String>,
-}
-
 pub(super) async fn request(
     State(service): State<Service>,
-    Path(batch_id): Path<String>,
-    Query(query): Query<FilterQuery>,
+    path: Result<Path<String>, PathRejection>,
+    query: QueryPairs,
     headers: HeaderMap,
 ) -> ApiResult {
+    let Path(batch_id) = path?;
+    let Query(pairs) = query?;
     blocking(move || {
         let batch = service.authorize(&headers, &batch_id)?;
-        let filter = ExportFilter {
-            study_id: query.study_id,
-            from: query.from,
-            to: query.to,
-        };
-        let requested = service.jobs.request(&batch, filter)?;
+        // Parameters are checked after the token, so an anonymous caller
+        // learns nothing but 401.
+        let query = ExportQuery::from_pairs(pairs)?;
+        let requested = service.jobs.request(&batch, query.filter)?;
         let status = match requested {
             Requested::Ready(_) => StatusCode::OK,
             Requested::Started(_) | Requested::Running(_) => StatusCode::ACCEPTED,
@@ -162,36 +199,42 @@ pub(super) async fn request(
 
 pub(super) async fn list(
     State(service): State<Service>,
-    Path(batch_id): Path<String>,
+    path: Result<Path<String>, PathRejection>,
+    query: QueryPairs,
     headers: HeaderMap,
 ) -> ApiResult {
+    let Path(batch_id) = path?;
+    let Query(pairs) = query?;
     blocking(move || {
         let batch = service.authorize(&headers, &batch_id)?;
-        let exports: Vec<Value> = service
+        no_parameters(pairs)?;
+        let exports = service
             .jobs
             .list(&batch.id)?
-            .iter()
-            .map(|job| {
-                json!({
-                    "export_id": job.id,
-                    "filter": FilterJson::from(&job.filter),
-                    "status": job.status.as_str(),
-                    "created_at": rfc3339(job.created_at),
-                })
+            .into_iter()
+            .map(|job| ExportSummary {
+                created_at: rfc3339(job.created_at),
+                export_id: job.id,
+                filter: job.filter,
+                status: job.status,
             })
             .collect();
-        Ok(Json(json!({ "exports": exports })).into_response())
+        Ok(Json(ListBody { exports }).into_response())
     })
     .await
 }
 
 pub(super) async fn status(
     State(service): State<Service>,
-    Path((batch_id, export_id)): Path<(String, String)>,
+    path: Result<Path<(String, String)>, PathRejection>,
+    query: QueryPairs,
     headers: HeaderMap,
 ) -> ApiResult {
+    let Path((batch_id, export_id)) = path?;
+    let Query(pairs) = query?;
     blocking(move || {
         let batch = service.authorize(&headers, &batch_id)?;
+        no_parameters(pairs)?;
         let job = service.jobs.get(&batch.id, &export_id)?;
         Ok(Json(service.status_body(&job)).into_response())
     })
@@ -200,11 +243,15 @@ pub(super) async fn status(
 
 pub(super) async fn delete(
     State(service): State<Service>,
-    Path((batch_id, export_id)): Path<(String, String)>,
+    path: Result<Path<(String, String)>, PathRejection>,
+    query: QueryPairs,
     headers: HeaderMap,
 ) -> ApiResult {
+    let Path((batch_id, export_id)) = path?;
+    let Query(pairs) = query?;
     blocking(move || {
         let batch = service.authorize(&headers, &batch_id)?;
+        no_parameters(pairs)?;
         service.jobs.delete(&batch.id, &export_id)?;
         Ok(StatusCode::NO_CONTENT.into_response())
     })
@@ -213,4 +260,11 @@ pub(super) async fn delete(
 
 pub(super) async fn not_found() -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, "no such endpoint")
+}
+
+pub(super) async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method not allowed on this path",
+    )
 }

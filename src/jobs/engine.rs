@@ -114,7 +114,7 @@ impl Jobs {
     /// Requests an export of `batch` with `filter`: returns the generating
     /// job, or a reusable complete one, or starts a new job.
     pub fn request(&self, batch: &BatchInfo, filter: ExportFilter) -> Result<Requested, JobError> {
-        let filter = filter::normalize(filter)?;
+        let filter = filter.normalized()?;
         let key = filter::key(&filter);
         // Hashing the dump happens before taking the lock, so a burst of
         // requests hashes in parallel and only the decision is serialized.

@@ -40,12 +40,14 @@ use std::time::Duration;
 
 use time::OffsetDateTime;
 
+pub use crate::wire::JobStatus;
 pub use catalog::{BatchInfo, Catalog};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use engine::{Jobs, Requested};
 pub use fingerprint::fingerprint;
 pub use signing::Signer;
 
+use crate::filter::FilterError;
 use crate::{Dump, ExportFilter, ExportOptions};
 
 /// Everything that can go wrong in the job engine.
@@ -84,13 +86,8 @@ pub enum JobError {
         export_id: String,
     },
     /// A filter term is unusable.
-    #[error("invalid filter {field}: {message}")]
-    InvalidFilter {
-        /// `study_id`, `from` or `to`.
-        field: &'static str,
-        /// What is wrong with it.
-        message: String,
-    },
+    #[error("invalid filter: {0}")]
+    InvalidFilter(#[from] FilterError),
     /// The service's configuration or state folder is unusable.
     #[error("{message}")]
     Config {
@@ -104,37 +101,6 @@ impl JobError {
         JobError::Io {
             path: path.into(),
             source,
-        }
-    }
-}
-
-/// The state of a job.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum JobStatus {
-    /// Being built, or waiting for a worker.
-    Generating,
-    /// Built; the archive can be downloaded.
-    Complete,
-    /// The build failed; see [`Job::error`].
-    Failed,
-}
-
-impl JobStatus {
-    /// `generating`, `complete` or `failed`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            JobStatus::Generating => "generating",
-            JobStatus::Complete => "complete",
-            JobStatus::Failed => "failed",
-        }
-    }
-
-    fn parse(text: &str) -> JobStatus {
-        match text {
-            "generating" => JobStatus::Generating,
-            "complete" => JobStatus::Complete,
-            // Only these three are ever written; anything else is safest failed.
-            _ => JobStatus::Failed,
         }
     }
 }
@@ -172,19 +138,10 @@ impl Job {
         filter::key(&self.filter)
     }
 
-    /// The download file name: `<batch-id>-export-<YYYYMMDD-HHMMSS>.zip`
-    /// at the job's creation time (UTC).
+    /// The download file name ([`crate::naming::archive_file_name`]) at
+    /// the job's creation time.
     pub fn file_name(&self) -> String {
-        let stamp = self
-            .created_at
-            .format(time::macros::format_description!(
-                "[year][month][day]-[hour][minute][second]"
-            ))
-            .unwrap_or_default();
-        format!(
-            "{}-export-{stamp}.zip",
-            crate::naming::safe_prefix(&self.batch_id)
-        )
+        crate::naming::archive_file_name(&self.batch_id, self.created_at)
     }
 }
 

@@ -201,7 +201,7 @@ fn job_of(row: &Row<'_>) -> rusqlite::Result<Job> {
         id: row.get(0)?,
         batch_id: row.get(1)?,
         filter: super::filter::from_key(&filter),
-        status: JobStatus::parse(&status),
+        status: status_of(&status),
         created_at: from_millis(row.get(4)?),
         finished_at: row.get::<_, Option<i64>>(5)?.map(from_millis),
         fingerprint: row.get(6)?,
@@ -210,4 +210,13 @@ fn job_of(row: &Row<'_>) -> rusqlite::Result<Job> {
         size: size.map(|s| s as u64),
         attempts: row.get(10)?,
     })
+}
+
+/// The status of a stored spelling; only the three of
+/// [`JobStatus::as_str`] are ever written, anything else is safest failed.
+fn status_of(text: &str) -> JobStatus {
+    JobStatus::ALL
+        .into_iter()
+        .find(|status| status.as_str() == text)
+        .unwrap_or(JobStatus::Failed)
 }

@@ -64,3 +64,21 @@ fn terms_combine_with_and() {
     let (ids, _) = response_ids(filter);
     assert_eq!(ids, ["r-0014", "r-0015", "r-0016", "r-0024"]);
 }
+
+#[test]
+fn a_window_ending_before_it_starts_is_refused() {
+    let dump = batch_export::Dump::open(sample_dump()).unwrap();
+    let filter = ExportFilter {
+        from: Some("2024-05-02T00:00:00Z".into()),
+        to: Some("2024-05-01T00:00:00Z".into()),
+        ..ExportFilter::default()
+    };
+    let options = ExportOptions::new().filter(filter);
+    let err = dump
+        .export(std::io::Cursor::new(Vec::new()), &options)
+        .unwrap_err();
+    assert!(
+        matches!(err, batch_export::Error::InvalidOption { option: "to", .. }),
+        "{err}"
+    );
+}
