@@ -14,8 +14,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use batch_export::http::{self, Service, TokenEntry, TokenFile, Tokens};
-use batch_export::jobs::{Catalog, DumpBuilder, Jobs, JobsConfig, Signer, SystemClock};
+use batch_export::http::{self, Service, Signer, TokenEntry, TokenFile, Tokens};
+use batch_export::jobs::{Catalog, DumpBuilder, Jobs, JobsConfig, SystemClock};
 
 const TOKEN: &str = "load-test-token";
 

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use batch_export::http::{self, Service, Tokens};
-use batch_export::jobs::{Catalog, DumpBuilder, Jobs, JobsConfig, Signer, SystemClock};
+use batch_export::http::{self, Service, Signer, Tokens};
+use batch_export::jobs::{Catalog, DumpBuilder, Jobs, JobsConfig, SystemClock};
 
 use super::EXIT_OK;
 

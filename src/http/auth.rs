@@ -18,13 +18,35 @@
 //! for other teams' batch ids.
 
 use std::fs;
-use std::path::Path;
+use std::io;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::jobs::signing::{random_bytes, write_private};
-use crate::jobs::JobError;
+use super::signing::{random_bytes, write_private};
+
+/// Why the token file could not be read or created.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TokenFileError {
+    /// Reading or writing the file failed.
+    #[error("{path}: {error}")]
+    Io {
+        /// The token file.
+        path: PathBuf,
+        /// The underlying error.
+        error: io::Error,
+    },
+    /// The file is not JSON of the [format](self).
+    #[error("{path}: not a token file: {error}")]
+    Malformed {
+        /// The token file.
+        path: PathBuf,
+        /// What the JSON parser found.
+        error: serde_json::Error,
+    },
+}
 
 /// The token file's contents.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -91,11 +113,16 @@ impl Tokens {
     }
 
     /// Reads the token file at `path`.
-    pub fn load(path: &Path) -> Result<Tokens, JobError> {
-        let text = fs::read(path).map_err(|e| JobError::io(path, e))?;
-        let file: TokenFile = serde_json::from_slice(&text).map_err(|e| JobError::Config {
-            message: format!("{}: not a token file: {e}", path.display()),
+    pub fn load(path: &Path) -> Result<Tokens, TokenFileError> {
+        let text = fs::read(path).map_err(|error| TokenFileError::Io {
+            path: path.to_path_buf(),
+            error,
         })?;
+        let file: TokenFile =
+            serde_json::from_slice(&text).map_err(|error| TokenFileError::Malformed {
+                path: path.to_path_buf(),
+                error,
+            })?;
         Ok(Tokens::from_file(&file))
     }
 
@@ -105,8 +132,12 @@ impl Tokens {
     pub fn create_default(
         path: &Path,
         workspaces: Vec<String>,
-    ) -> Result<(Tokens, String), JobError> {
-        let token = hex::encode(random_bytes(20)?);
+    ) -> Result<(Tokens, String), TokenFileError> {
+        let io = |error| TokenFileError::Io {
+            path: path.to_path_buf(),
+            error,
+        };
+        let token = hex::encode(random_bytes(20).map_err(io)?);
         let file = TokenFile {
             tokens: vec![TokenEntry {
                 name: "development token".to_owned(),
@@ -114,10 +145,9 @@ impl Tokens {
                 workspaces,
             }],
         };
-        let text = serde_json::to_vec_pretty(&file).map_err(|e| JobError::Config {
-            message: e.to_string(),
-        })?;
-        write_private(path, &text)?;
+        // Serialising plain strings cannot fail.
+        let text = serde_json::to_vec_pretty(&file).unwrap_or_default();
+        write_private(path, &text).map_err(io)?;
         Ok((Tokens::from_file(&file), token))
     }
 

@@ -26,6 +26,7 @@
 pub mod auth;
 mod download;
 mod routes;
+pub mod signing;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -35,9 +36,10 @@ use axum::routing::get;
 use axum::Router;
 use tokio::net::TcpListener;
 
-use crate::jobs::{Catalog, Jobs, Signer};
+use crate::jobs::{Catalog, Jobs};
 use crate::wire::route;
-pub use auth::{Access, TokenEntry, TokenFile, Tokens};
+pub use auth::{Access, TokenEntry, TokenFile, TokenFileError, Tokens};
+pub use signing::{Signer, SigningKeyError};
 
 /// How long a download link stays valid unless set otherwise.
 pub const DEFAULT_LINK_TTL: Duration = Duration::from_secs(3600);

@@ -1,4 +1,4 @@
-//! The export-job engine: requests, states, persistence, reuse, signing.
+//! The export-job engine: requests, states, persistence, reuse.
 //! No HTTP here; `http/` puts a web API on top of [`Jobs`].
 //!
 //! A job exports one batch with one [`ExportFilter`]. It starts
@@ -22,7 +22,7 @@
 //! ```text
 //! jobs.sqlite3         the jobs (plus SQLite's -wal and -shm files)
 //! exports/<id>.zip     the archive of each complete job
-//! signing.key          the download-link secret (see `signing`), if the service uses it
+//! signing.key          the download-link secret (see `http::signing`), if the service uses it
 //! ```
 
 pub mod catalog;
@@ -30,7 +30,6 @@ pub mod clock;
 mod engine;
 pub mod filter;
 pub mod fingerprint;
-pub mod signing;
 pub mod store;
 
 use std::path::{Path, PathBuf};
@@ -45,7 +44,6 @@ pub use catalog::{BatchInfo, Catalog};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use engine::{Jobs, Requested};
 pub use fingerprint::fingerprint;
-pub use signing::Signer;
 
 use crate::filter::FilterError;
 use crate::{Dump, ExportFilter, ExportOptions};

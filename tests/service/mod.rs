@@ -12,10 +12,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
-use batch_export::http::{self, Service, TokenEntry, TokenFile, Tokens};
-use batch_export::jobs::{
-    BuildJob, Builder, Catalog, DumpBuilder, Jobs, JobsConfig, ManualClock, Signer,
-};
+use batch_export::http::{self, Service, Signer, TokenEntry, TokenFile, Tokens};
+use batch_export::jobs::{BuildJob, Builder, Catalog, DumpBuilder, Jobs, JobsConfig, ManualClock};
 use serde_json::Value;
 use tempfile::TempDir;
 

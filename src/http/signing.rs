@@ -6,15 +6,38 @@
 //! in the service's state folder, so links survive a restart and no token
 //! ever appears in a link. Signatures are compared in constant time
 //! (`hmac::Mac::verify_slice`), so a forger learns nothing from timing.
+//!
+//! The secret file is written by [`write_private`], which [`super::auth`]
+//! also uses for a new token file.
 
 use std::fs;
-use std::io::Write;
-use std::path::Path;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-use super::JobError;
+/// Why the signing key could not be read or created.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SigningKeyError {
+    /// Reading or writing the key file failed.
+    #[error("{path}: {error}")]
+    Io {
+        /// The key file.
+        path: PathBuf,
+        /// The underlying error.
+        error: io::Error,
+    },
+    /// The file holds something other than a long enough hex key.
+    #[error("{path}: {problem}")]
+    Unusable {
+        /// The key file.
+        path: PathBuf,
+        /// What is wrong with it.
+        problem: &'static str,
+    },
+}
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -39,25 +62,30 @@ impl Signer {
 
     /// Reads the secret at `path`, or generates one there (readable by the
     /// owner only) when the file does not exist yet.
-    pub fn load_or_create(path: &Path) -> Result<Signer, JobError> {
+    pub fn load_or_create(path: &Path) -> Result<Signer, SigningKeyError> {
+        let unusable = |problem| SigningKeyError::Unusable {
+            path: path.to_path_buf(),
+            problem,
+        };
+        let io = |error| SigningKeyError::Io {
+            path: path.to_path_buf(),
+            error,
+        };
         match fs::read_to_string(path) {
             Ok(text) => {
-                let key = hex::decode(text.trim()).map_err(|_| JobError::Config {
-                    message: format!("{}: not a hex-encoded signing key", path.display()),
-                })?;
+                let key = hex::decode(text.trim())
+                    .map_err(|_| unusable("not a hex-encoded signing key"))?;
                 if key.len() < 16 {
-                    return Err(JobError::Config {
-                        message: format!("{}: signing key shorter than 16 bytes", path.display()),
-                    });
+                    return Err(unusable("signing key shorter than 16 bytes"));
                 }
                 Ok(Signer { key })
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let key = random_bytes(32)?;
-                write_private(path, hex::encode(&key).as_bytes())?;
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                let key = random_bytes(32).map_err(io)?;
+                write_private(path, hex::encode(&key).as_bytes()).map_err(io)?;
                 Ok(Signer { key })
             }
-            Err(e) => Err(JobError::io(path, e)),
+            Err(e) => Err(io(e)),
         }
     }
 
@@ -88,17 +116,16 @@ impl Signer {
 }
 
 /// `n` bytes from the operating system's random source.
-pub fn random_bytes(n: usize) -> Result<Vec<u8>, JobError> {
+pub(super) fn random_bytes(n: usize) -> io::Result<Vec<u8>> {
     let mut bytes = vec![0u8; n];
-    getrandom::getrandom(&mut bytes).map_err(|e| JobError::Config {
-        message: format!("no random source: {e}"),
-    })?;
+    getrandom::getrandom(&mut bytes)
+        .map_err(|e| io::Error::other(format!("no random source: {e}")))?;
     Ok(bytes)
 }
 
 /// Writes a secret file, readable by its owner only where the platform
 /// supports it, and never over an existing file.
-pub fn write_private(path: &Path, contents: &[u8]) -> Result<(), JobError> {
+pub(super) fn write_private(path: &Path, contents: &[u8]) -> io::Result<()> {
     let mut options = fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]
@@ -106,10 +133,8 @@ pub fn write_private(path: &Path, contents: &[u8]) -> Result<(), JobError> {
         use std::os::unix::fs::OpenOptionsExt;
         options.mode(0o600);
     }
-    let mut file = options.open(path).map_err(|e| JobError::io(path, e))?;
-    file.write_all(contents)
-        .and_then(|()| file.sync_all())
-        .map_err(|e| JobError::io(path, e))
+    let mut file = options.open(path)?;
+    file.write_all(contents).and_then(|()| file.sync_all())
 }
 
 #[cfg(test)]
@@ -135,5 +160,8 @@ mod tests {
         let a = Signer::load_or_create(&path).unwrap();
         let b = Signer::load_or_create(&path).unwrap();
         assert_eq!(a.sign("x", 1), b.sign("x", 1));
+        fs::write(&path, "abcd").unwrap();
+        let err = Signer::load_or_create(&path).unwrap_err();
+        assert!(matches!(err, SigningKeyError::Unusable { .. }), "{err}");
     }
 }
