@@ -10,6 +10,7 @@ use crate::archive::text::{self, View};
 use crate::archive::{self, deflate, entries};
 use crate::dump::Dump;
 use crate::error::Error;
+use crate::model::file_keys::FileKeys;
 use crate::model::Records;
 use crate::options::ExportOptions;
 use crate::pivot::{pivot, ExportCounts};
@@ -19,9 +20,9 @@ use crate::pivot::{pivot, ExportCounts};
 /// the same checks as a build; on the options' thread pool.
 pub fn views(records: &Records, options: &ExportOptions) -> Result<(Vec<u8>, Vec<u8>), Error> {
     let config = options.freeze()?;
-    archive::check(records, &Default::default(), &Default::default())?;
+    let file_keys = archive::check(records, &Default::default(), &Default::default())?;
     archive::in_pool(&config, || {
-        let pivot = pivot(records, &config);
+        let pivot = pivot(records, &file_keys, &config);
         (
             entries::responses_by_submission(&pivot),
             entries::responses_by_task(&pivot),
@@ -33,7 +34,10 @@ pub fn views(records: &Records, options: &ExportOptions) -> Result<(Vec<u8>, Vec
 /// records, returning its counts; on the options' thread pool.
 pub fn pivot_only(records: &Records, options: &ExportOptions) -> Result<ExportCounts, Error> {
     let config = options.freeze()?;
-    archive::in_pool(&config, || pivot(records, &config).counts)
+    archive::in_pool(&config, || {
+        let file_keys = FileKeys::decode(records);
+        pivot(records, &file_keys, &config).counts
+    })
 }
 
 /// Deflates `data` as the archive does (parallel 1 MiB chunks) on the
@@ -51,10 +55,10 @@ pub fn write_views(dump: &Dump, dir: &Path, options: &ExportOptions) -> Result<(
         return problems.clone().into_result();
     };
     let config = options.freeze()?;
-    archive::check(records, origins, problems)?;
+    let file_keys = archive::check(records, origins, problems)?;
     fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     archive::in_pool(&config, || {
-        let pivot = pivot(records, &config);
+        let pivot = pivot(records, &file_keys, &config);
         for (name, view) in [
             ("responses-by-submission.jsonl", View::BySubmission),
             ("responses-by-task.jsonl", View::ByTask),

@@ -55,9 +55,9 @@ pub(crate) fn export_records<W: Write + Seek + Send>(
     options: &ExportOptions,
 ) -> Result<ExportSummary, Error> {
     let config = options.freeze()?;
-    archive::check(records, origins, earlier)?;
+    let file_keys = archive::check(records, origins, earlier)?;
     let mut out = out;
-    archive::write_archive(records, origins, blobs, &mut out, &config)
+    archive::write_archive(records, &file_keys, origins, blobs, &mut out, &config)
 }
 
 pub(crate) fn export_records_to_path(
@@ -69,8 +69,8 @@ pub(crate) fn export_records_to_path(
     options: &ExportOptions,
 ) -> Result<ExportSummary, Error> {
     let config = options.freeze()?;
-    archive::check(records, origins, earlier)?;
+    let file_keys = archive::check(records, origins, earlier)?;
     output::write_atomically(path, |file| {
-        archive::write_archive(records, origins, blobs, file, &config)
+        archive::write_archive(records, &file_keys, origins, blobs, file, &config)
     })
 }

@@ -12,11 +12,11 @@ use std::ops::Range;
 use rayon::prelude::*;
 
 use crate::hash::HashMap;
-use crate::model::{InstructionType, Records, Response, Submission, Task, Upload};
+use crate::model::file_keys::FileKeys;
+use crate::model::{Records, Response, Submission, Task, Upload};
 use crate::naming::{safe_file_name, safe_prefix, NameRegistry};
 use crate::options::Config;
 use crate::timestamp::instant;
-use crate::validate::file_keys;
 
 /// What an archive holds, as written to `batch.json`'s `export.counts`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -33,13 +33,15 @@ pub struct ExportCounts {
     pub excluded_no_submission: u64,
 }
 
-/// One exported response with what its ordering needs. Kept small (48
-/// bytes): the pivot holds two of these per exported response.
+/// One exported response with what its ordering and its file keys need.
+/// Kept small (48 bytes): the pivot holds two of these per exported response.
 #[derive(Clone, Copy)]
 pub(crate) struct Exported<'r> {
     pub(crate) response: &'r Response,
     pub(crate) submission: &'r Submission,
     created: CreatedKey,
+    /// Position of the response in the records, for its decoded file keys.
+    index: u32,
     task: u32,
     instruction: u32,
     /// Position of the submission's id in byte order: sorting by it is
@@ -78,6 +80,11 @@ impl CreatedKey {
 }
 
 impl Exported<'_> {
+    /// Position of the response in the records.
+    pub(crate) fn index(&self) -> usize {
+        self.index as usize
+    }
+
     /// Index of the response's task in the records.
     pub(crate) fn task(&self) -> usize {
         self.task as usize
@@ -114,12 +121,18 @@ pub(crate) struct Pivot<'r> {
     pub(crate) paths: HashMap<&'r str, String>,
     /// Exported uploads, sorted by entry name.
     pub(crate) files: Vec<FileEntry<'r>>,
+    /// The file keys of every response's answer items.
+    pub(crate) file_keys: &'r FileKeys,
     pub(crate) counts: ExportCounts,
     pub(crate) tasks: &'r [Task],
 }
 
 /// Builds the views. The records must have passed `validate::check_records`.
-pub(crate) fn pivot<'r>(records: &'r Records, config: &Config) -> Pivot<'r> {
+pub(crate) fn pivot<'r>(
+    records: &'r Records,
+    file_keys: &'r FileKeys,
+    config: &Config,
+) -> Pivot<'r> {
     let instructions: HashMap<&str, u32> = records
         .instructions
         .iter()
@@ -143,12 +156,14 @@ pub(crate) fn pivot<'r>(records: &'r Records, config: &Config) -> Pivot<'r> {
     let in_scope: Vec<Exported<'r>> = records
         .responses
         .par_iter()
-        .filter_map(|response| {
+        .enumerate()
+        .filter_map(|(index, response)| {
             let &(submission_rank, submission) =
                 submissions.get(response.submission_id.as_str())?;
             let exported = Exported {
                 response,
                 submission,
+                index: index as u32,
                 task: *tasks.get(response.task_id.as_str())?,
                 instruction: *instructions.get(response.instruction_id.as_str())?,
                 submission_rank,
@@ -188,7 +203,7 @@ pub(crate) fn pivot<'r>(records: &'r Records, config: &Config) -> Pivot<'r> {
     .collect::<Vec<_>>();
     let task_groups = runs(&by_task, |a, b| a.task == b.task);
 
-    let (paths, files) = name_files(records, &by_submission);
+    let (paths, files) = name_files(records, file_keys, &by_submission);
     let counts = ExportCounts {
         submissions: submission_groups.len() as u64,
         tasks: task_groups.len() as u64,
@@ -203,6 +218,7 @@ pub(crate) fn pivot<'r>(records: &'r Records, config: &Config) -> Pivot<'r> {
         task_groups,
         paths,
         files,
+        file_keys,
         counts,
         tasks: &records.tasks,
     }
@@ -273,6 +289,7 @@ fn runs<T>(items: &[T], same: impl Fn(&T, &T) -> bool) -> Vec<Range<usize>> {
 /// position), so clashes are numbered in that order.
 fn name_files<'r>(
     records: &'r Records,
+    file_keys: &FileKeys,
     by_submission: &[Exported<'r>],
 ) -> (HashMap<&'r str, String>, Vec<FileEntry<'r>>) {
     let uploads: HashMap<&str, usize> = records
@@ -284,15 +301,11 @@ fn name_files<'r>(
     let mut registry = NameRegistry::new();
     let mut paths: HashMap<&'r str, String> = HashMap::default();
     let mut files = Vec::new();
-    let file_upload = InstructionType::FileUpload.as_str();
-    // Reading the keys out of the answers runs in parallel; naming stays
-    // in view order, which decides how clashes are numbered.
-    let keys: Vec<Vec<String>> = by_submission
-        .par_iter()
-        .filter(|e| e.response.kind == file_upload)
-        .map(|e| file_keys(e.response).flatten().collect())
-        .collect();
-    for key in keys.into_iter().flatten() {
+    // Naming follows view order, which decides how clashes are numbered.
+    let keys = by_submission
+        .iter()
+        .flat_map(|e| file_keys.of(e.index()).iter().flatten());
+    for key in keys {
         let Some(&index) = uploads.get(key.as_str()) else {
             continue;
         };

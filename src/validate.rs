@@ -7,13 +7,16 @@ use rayon::prelude::*;
 use crate::hash::HashMap;
 
 use crate::error::{Problem, ProblemKind, Problems};
-use crate::model::line::LineObject;
+use crate::model::file_keys::FileKeys;
 use crate::model::origin::{Origins, RecordFile};
-use crate::model::raw::decode_json_string;
-use crate::model::{InstructionType, Records, Response};
+use crate::model::{Id, InstructionType, Records, Response};
 
 /// Checks everything about `records` that needs more than one record.
-pub(crate) fn check_records(records: &Records, origins: &Origins) -> Problems {
+pub(crate) fn check_records(
+    records: &Records,
+    file_keys: &FileKeys,
+    origins: &Origins,
+) -> Problems {
     let mut problems = Problems::default();
     let instructions = unique_ids(
         records.instructions.iter().map(|i| i.id.as_str()),
@@ -63,7 +66,10 @@ pub(crate) fn check_records(records: &Records, origins: &Origins) -> Problems {
         .responses
         .par_iter()
         .enumerate()
-        .map(|(index, response)| check_response(records, origins, &by_id, index, response))
+        .map(|(index, response)| {
+            let keys = file_keys.of(index);
+            check_response(records, origins, &by_id, index, response, keys)
+        })
         .collect();
     found.into_iter().flatten().for_each(|p| problems.push(p));
     problems
@@ -84,6 +90,7 @@ fn check_response(
     by_id: &Resolved<'_>,
     index: usize,
     response: &Response,
+    file_keys: &[Option<Id>],
 ) -> Vec<Problem> {
     let Resolved {
         instructions,
@@ -155,7 +162,7 @@ fn check_response(
         }
     }
     if response.kind == InstructionType::FileUpload.as_str() {
-        for (position, key) in file_keys(response).enumerate() {
+        for (position, key) in file_keys.iter().enumerate() {
             let field = format!("response.answer[{position}].file_key");
             match key {
                 None => report(
@@ -164,7 +171,7 @@ fn check_response(
                     "a file_upload answer needs a string file_key".to_owned(),
                 ),
                 Some(key) => match uploads.get(key.as_str()) {
-                    None if known(RecordFile::Uploads, &key) => {}
+                    None if known(RecordFile::Uploads, key) => {}
                     None => report(
                         ProblemKind::DanglingReference,
                         &field,
@@ -188,15 +195,6 @@ fn check_response(
         }
     }
     found
-}
-
-/// The `file_key` of each answer item of a file_upload response, in answer
-/// order; `None` for an item without a string `file_key`.
-pub(crate) fn file_keys(response: &Response) -> impl Iterator<Item = Option<String>> + '_ {
-    response.answer.iter().map(|item| {
-        let object = LineObject::parse(item.get()).ok()?;
-        decode_json_string(object.get("file_key")?.get())
-    })
 }
 
 /// Maps each id to its first record, reporting every later repeat.

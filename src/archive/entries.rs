@@ -7,7 +7,7 @@
 use rayon::prelude::*;
 
 use crate::model::raw::write_json_string;
-use crate::model::{InstructionType, RawJson, RawObject, Records};
+use crate::model::{RawJson, RawObject, Records};
 use crate::pivot::{ExportCounts, Exported, Pivot};
 
 /// The version of the archive layout, written to `batch.json`.
@@ -175,12 +175,16 @@ fn write_response(
     object.string("type", &response.kind);
     object.key("answer");
     object.out.push(b'[');
-    let is_upload = response.kind == InstructionType::FileUpload.as_str();
+    let file_keys = pivot.file_keys.of(exported.index());
     for (i, item) in response.answer.iter().enumerate() {
         if i > 0 {
             object.out.push(b',');
         }
-        match is_upload.then(|| with_path(item, pivot)).flatten() {
+        let path = file_keys
+            .get(i)
+            .and_then(Option::as_ref)
+            .and_then(|key| pivot.paths.get(key.as_str()));
+        match path.and_then(|path| with_path(item, path)) {
             Some(item) => item.write_json(object.out),
             None => object.out.extend_from_slice(item.get().as_bytes()),
         }
@@ -196,10 +200,8 @@ fn write_response(
 }
 
 /// A file-upload answer item with `path` set to its entry in `files/`.
-fn with_path(item: &RawJson, pivot: &Pivot<'_>) -> Option<RawObject> {
+fn with_path(item: &RawJson, path: &str) -> Option<RawObject> {
     let mut object: RawObject = serde_json::from_str(item.get()).ok()?;
-    let key = object.get("file_key")?.as_string()?;
-    let path = pivot.paths.get(key.as_str())?;
     object.insert("path", RawJson::string(path));
     Some(object)
 }

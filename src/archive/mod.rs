@@ -29,6 +29,7 @@ use self::text::View;
 use self::zip::{EntryData, Method, ZipWriter};
 use crate::blob::BlobSource;
 use crate::error::{Error, Problems};
+use crate::model::file_keys::FileKeys;
 use crate::model::origin::Origins;
 use crate::model::Records;
 use crate::options::{Config, ProgressEvent};
@@ -61,11 +62,17 @@ pub(crate) struct Context<'a> {
 }
 
 /// Checks the records as a whole, refusing with every problem found
-/// (including `earlier` ones, found while reading lines).
-pub(crate) fn check(records: &Records, origins: &Origins, earlier: &Problems) -> Result<(), Error> {
+/// (including `earlier` ones, found while reading lines). What passes comes
+/// with its upload answers' file keys, decoded once for every later stage.
+pub(crate) fn check(
+    records: &Records,
+    origins: &Origins,
+    earlier: &Problems,
+) -> Result<FileKeys, Error> {
+    let file_keys = FileKeys::decode(records);
     let mut problems = earlier.clone();
-    problems.extend(check_records(records, origins));
-    problems.into_result()
+    problems.extend(check_records(records, &file_keys, origins));
+    problems.into_result().map(|()| file_keys)
 }
 
 /// A seekable sink the archive can be written to. Public functions are
@@ -78,6 +85,7 @@ impl<T: Write + Seek + Send + ?Sized> WriteSeek for T {}
 /// Builds the archive into `out`, on the build's own thread pool.
 pub(crate) fn write_archive(
     records: &Records,
+    file_keys: &FileKeys,
     origins: &Origins,
     blobs: &dyn BlobSource,
     out: &mut dyn WriteSeek,
@@ -88,7 +96,7 @@ pub(crate) fn write_archive(
         blobs,
         origins,
     };
-    in_pool(config, || write_in_pool(records, out, &cx))?
+    in_pool(config, || write_in_pool(records, file_keys, out, &cx))?
 }
 
 /// Runs `work` on the build's own rayon pool, sized by the configuration.
@@ -111,10 +119,11 @@ pub(crate) fn in_pool<T: Send>(
 
 fn write_in_pool(
     records: &Records,
+    file_keys: &FileKeys,
     out: &mut dyn WriteSeek,
     cx: &Context<'_>,
 ) -> Result<ExportSummary, Error> {
-    let pivot = pivot(records, cx.config);
+    let pivot = pivot(records, file_keys, cx.config);
     uploads::precheck(&pivot.files, cx)?;
     cx.config.check_cancelled()?;
 

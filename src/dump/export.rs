@@ -15,7 +15,7 @@ impl Dump {
     pub fn check(&self) -> Result<(), Error> {
         let (records, origins, problems) = self.parts();
         match records {
-            Some(records) => archive::check(records, origins, problems),
+            Some(records) => archive::check(records, origins, problems).map(drop),
             None => problems.clone().into_result(),
         }
     }

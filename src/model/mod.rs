@@ -8,6 +8,7 @@
 //! An export backend builds these directly from its own database rows; the
 //! [`crate::dump`] module builds them from a dump directory.
 
+pub(crate) mod file_keys;
 pub(crate) mod line;
 pub(crate) mod origin;
 pub(crate) mod raw;

@@ -36,7 +36,8 @@ pub(crate) fn compare(
     }
     let config = options.freeze().map_err(VerifyError::Expected)?;
     let (generated_at, _) = config.generated_at_for(records);
-    let pivot = crate::pivot::pivot(records, &config);
+    let file_keys = crate::model::file_keys::FileKeys::decode(records);
+    let pivot = crate::pivot::pivot(records, &file_keys, &config);
     let texts = crate::archive::text_entries(records, &pivot, &generated_at);
 
     let mut expected_names: Vec<&str> = texts.iter().map(|(name, _)| *name).collect();
