@@ -96,7 +96,7 @@ pub enum ClientError {
         message: String,
     },
     /// Writing the archive failed.
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Io {
         /// The file involved.
         path: PathBuf,

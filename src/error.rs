@@ -4,6 +4,16 @@
 //! holding every [`Problem`] found (up to [`PROBLEM_CAP`]), each naming the
 //! file, line and field at fault. Everything else (a disk that fills up, an
 //! unreadable directory) is an I/O error that names the path involved.
+//!
+//! # Messages and causes
+//!
+//! An error that wraps another (an [`io::Error`], a SQLite error) says what
+//! it was doing in its own message and hands the cause out through
+//! [`std::error::Error::source`], never both: `anyhow`'s `{:#}` prints the
+//! whole chain, so a message that also embedded `{source}` showed its cause
+//! twice ("No space left on device (os error 28): No space left on device
+//! (os error 28)"). Where only one string can go (a failed job's reason),
+//! [`display_chain`] joins the chain the same way.
 
 use std::fmt;
 use std::io;
@@ -20,7 +30,7 @@ pub enum Error {
     #[error("{0}")]
     Refused(Problems),
     /// Reading or writing a file failed.
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Io {
         /// The file or directory involved.
         path: PathBuf,
@@ -28,11 +38,11 @@ pub enum Error {
         source: io::Error,
     },
     /// Writing the archive to its sink failed.
-    #[error("writing the archive: {0}")]
+    #[error("writing the archive")]
     Write(#[source] io::Error),
     /// Reading an upload's bytes from the blob source failed for a reason
     /// other than the bytes being missing.
-    #[error("reading upload {file_key}: {source}")]
+    #[error("reading upload {file_key}")]
     Blob {
         /// The upload whose bytes could not be read.
         file_key: String,
@@ -78,6 +88,24 @@ impl Error {
         problems.push(problem);
         Error::Refused(problems)
     }
+}
+
+/// An error followed by each of its causes, joined by `": "`: the one-line
+/// form of `anyhow`'s `{:#}`, for where only a string can go.
+pub fn display_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut cause = err.source();
+    while let Some(next) = cause {
+        let part = next.to_string();
+        // A wrapper that (against the rule above) repeats its cause, or a
+        // transparent one, adds nothing new: say it once.
+        if !text.ends_with(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        cause = next.source();
+    }
+    text
 }
 
 /// The kind of a [`Problem`], for callers that react to some kinds only.
@@ -195,5 +223,34 @@ impl fmt::Display for Problems {
             write!(f, "\n  ... and {hidden} more")?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn disk_full() -> io::Error {
+        io::Error::from_raw_os_error(28)
+    }
+
+    /// Every wrapping variant shows its cause exactly once in the chain.
+    #[test]
+    fn causes_are_shown_once() {
+        let cause = disk_full().to_string();
+        let errors = [
+            Error::io("/x/out.zip", disk_full()),
+            Error::Write(disk_full()),
+            Error::Blob {
+                file_key: "up-1".into(),
+                source: disk_full(),
+            },
+        ];
+        for err in &errors {
+            let chain = display_chain(err);
+            assert_eq!(chain.matches(&cause).count(), 1, "{chain}");
+            assert!(!err.to_string().contains(&cause), "{err}");
+        }
+        assert_eq!(display_chain(&errors[0]), format!("/x/out.zip: {cause}"));
     }
 }

@@ -70,6 +70,40 @@ pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
     })
 }
 
+/// `text` safe to put in one log line: control characters (CR, LF, ESC,
+/// ...) and invisible format characters (bidi overrides, zero-width
+/// spaces) are written as escapes (`\r`, `\u{202e}`), so text from a dump
+/// can neither split a line nor disguise what follows it.
+pub fn printable(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_control() || c == '\\' {
+            out.extend(c.escape_debug());
+        } else if is_invisible_format(c) {
+            out.extend(c.escape_unicode());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// The characters of Unicode category Cf (format) that reorder or hide text.
+fn is_invisible_format(c: char) -> bool {
+    matches!(
+        c,
+        '\u{00ad}'
+            | '\u{061c}'
+            | '\u{180e}'
+            | '\u{200b}'..='\u{200f}'
+            | '\u{202a}'..='\u{202e}'
+            | '\u{2060}'..='\u{2064}'
+            | '\u{2066}'..='\u{206f}'
+            | '\u{feff}'
+            | '\u{fff9}'..='\u{fffb}'
+    )
+}
+
 /// [`batch_export::naming::archive_file_name`] in the current directory,
 /// at the current time.
 pub fn default_archive_name(batch_id: &str) -> PathBuf {

@@ -9,7 +9,7 @@ use anyhow::Context;
 use batch_export::http::{self, Service, Signer, Tokens};
 use batch_export::jobs::{Catalog, DumpBuilder, Jobs, JobsConfig, SystemClock};
 
-use super::EXIT_OK;
+use super::{printable, EXIT_OK};
 
 /// Arguments of `serve`.
 #[derive(Debug, clap::Args)]
@@ -59,8 +59,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<u8> {
         let (tokens, token) = Tokens::create_default(&tokens_path, workspaces.clone())?;
         eprintln!(
             "created {} with a development token for workspaces {}:\n\n    export PROLIFIC_TOKEN={token}\n",
-            tokens_path.display(),
-            workspaces.join(", ")
+            printable(&tokens_path.display().to_string()),
+            printable(&workspaces.join(", "))
         );
         tokens
     };
@@ -72,6 +72,9 @@ pub fn run(args: ServeArgs) -> anyhow::Result<u8> {
         .workers(args.workers);
     let jobs = Jobs::open(config, Arc::new(DumpBuilder), Arc::new(SystemClock))
         .with_context(|| format!("opening the job store in {}", args.state.display()))?;
+    for fix in jobs.recovered() {
+        eprintln!("state folder: {}", printable(&fix.to_string()));
+    }
     let mut service = Service::new(jobs, catalog, tokens, signer);
     if let Some(url) = args.public_url {
         service = service.with_public_url(url);
@@ -87,11 +90,13 @@ pub fn run(args: ServeArgs) -> anyhow::Result<u8> {
             .with_context(|| format!("listening on {}", args.listen))?;
         let addr = listener.local_addr()?;
         for batch in &batches {
+            // Ids come from the dumps' batch.json: a CR or LF in one must
+            // not start a log line of its own.
             eprintln!(
                 "batch {} (workspace {}) from {}",
-                batch.id,
-                batch.workspace_id,
-                batch.dir.display()
+                printable(&batch.id),
+                printable(&batch.workspace_id),
+                printable(&batch.dir.display().to_string())
             );
         }
         eprintln!("serving http://{addr}/api/v1/data-collection/ (Ctrl-C to stop)");

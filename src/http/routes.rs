@@ -12,6 +12,8 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 use super::Service;
+use crate::error::display_chain;
+use crate::jobs::reason::redact_paths;
 use crate::jobs::{BatchInfo, Job, JobError, JobStatus, Requested};
 use crate::wire::{
     no_parameters, ErrorBody, ExportQuery, ExportState, ExportSummary, ListBody, QueryError,
@@ -102,7 +104,8 @@ impl From<JobError> for ApiError {
             JobError::InvalidFilter(filter) => return QueryError::from(filter.clone()).into(),
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
-        ApiError::new(status, err.to_string())
+        // Whatever the error, its answer names no path of the server.
+        ApiError::new(status, redact_paths(&display_chain(&err), None))
     }
 }
 
@@ -155,8 +158,12 @@ impl Service {
                 let (url, expires_at) = self.link(job);
                 ExportState::Complete { url, expires_at }
             }
+            // Reasons recorded before paths were kept out of them, too.
             JobStatus::Failed => ExportState::Failed {
-                error: job.error.clone().unwrap_or_default(),
+                error: redact_paths(
+                    job.error.as_deref().unwrap_or_default(),
+                    Some(&job.dump_dir),
+                ),
             },
         };
         StatusBody {

@@ -14,16 +14,20 @@ use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
+use super::reason::{failure_reason, redact_paths};
+use super::recovery::{self, Recovery};
 use super::store::Store;
 use super::{
     filter, fingerprint, BatchInfo, BuildJob, Builder, Clock, Job, JobError, JobStatus, JobsConfig,
 };
+use crate::error::display_chain;
 use crate::ExportFilter;
 
 /// What a request found or started.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Requested {
-    /// A new job was started.
+    /// A new job was started (or, when the dump could not even be read,
+    /// recorded as failed at once, with the reason).
     Started(Job),
     /// A job for this batch and filter was already generating.
     Running(Job),
@@ -51,6 +55,8 @@ struct Inner {
     // Taken (dropped) on shutdown, which ends the workers' loops.
     queue: Mutex<Option<Sender<String>>>,
     workers: Mutex<Vec<JoinHandle<()>>>,
+    // What start-up found wrong with the state folder and fixed.
+    recovered: Vec<Recovery>,
 }
 
 /// What the workers need; never holds the queue's sender, so dropping the
@@ -74,7 +80,8 @@ impl std::fmt::Debug for Jobs {
 }
 
 impl Jobs {
-    /// Opens the engine on its state folder (created if needed), starts
+    /// Opens the engine on its state folder (created if needed), puts the
+    /// folder in order ([`Jobs::recovered`] says what was fixed), starts
     /// the workers and resumes the jobs a previous run left generating.
     pub fn open(
         config: JobsConfig,
@@ -83,7 +90,12 @@ impl Jobs {
     ) -> Result<Jobs, JobError> {
         let exports = config.state_dir().join("exports");
         fs::create_dir_all(&exports).map_err(|e| JobError::io(&exports, e))?;
-        let store = Store::open(&config.state_dir().join("jobs.sqlite3"))?;
+        let store_path = config.state_dir().join("jobs.sqlite3");
+        let store_was_empty = recovery::store_is_empty(&store_path);
+        let store = Store::open(&store_path)?;
+        // Before any worker starts: nothing of this process is building yet.
+        let recovered =
+            recovery::reconcile(config.state_dir(), &store, store_was_empty, clock.now())?;
         let shared = Arc::new(Shared {
             store: Mutex::new(store),
             config,
@@ -105,6 +117,7 @@ impl Jobs {
                 shared,
                 queue: Mutex::new(Some(sender)),
                 workers: Mutex::new(workers),
+                recovered,
             }),
         };
         jobs.resume()?;
@@ -118,7 +131,9 @@ impl Jobs {
         let key = filter::key(&filter);
         // Hashing the dump happens before taking the lock, so a burst of
         // requests hashes in parallel and only the decision is serialized.
-        let fingerprint = fingerprint(&batch.dir)?;
+        // A dump that cannot even be hashed cannot be built either: the
+        // request gets a failed job saying why, not an error answer.
+        let hashed = fingerprint(&batch.dir);
         let shared = &self.inner.shared;
         let now = shared.clock.now();
         let store = shared.lock_store();
@@ -126,10 +141,22 @@ impl Jobs {
             return Ok(Requested::Running(job));
         }
         let since = now - shared.config.max_age;
-        if let Some(job) = store.reusable(&batch.id, &key, &fingerprint, since)? {
-            // An archive removed behind the engine's back is not reusable.
-            if self.archive_path(&job.id).is_file() {
-                return Ok(Requested::Ready(job));
+        let (fingerprint, unreadable) = match hashed {
+            Ok(fingerprint) => (fingerprint, None),
+            Err(err) => {
+                let why = redact_paths(&display_chain(&err), Some(&batch.dir));
+                (
+                    String::new(),
+                    Some(format!("the batch's dump is unreadable: {why}")),
+                )
+            }
+        };
+        if unreadable.is_none() {
+            if let Some(job) = store.reusable(&batch.id, &key, &fingerprint, since)? {
+                // An archive removed behind the engine's back is not reusable.
+                if self.archive_path(&job.id).is_file() {
+                    return Ok(Requested::Ready(job));
+                }
             }
         }
         let cap = shared.config.max_jobs_per_batch;
@@ -143,18 +170,24 @@ impl Jobs {
             id: uuid::Uuid::new_v4().to_string(),
             batch_id: batch.id.clone(),
             filter,
-            status: JobStatus::Generating,
+            status: if unreadable.is_some() {
+                JobStatus::Failed
+            } else {
+                JobStatus::Generating
+            },
             created_at: now,
-            finished_at: None,
+            finished_at: unreadable.as_ref().map(|_| now),
             fingerprint,
             dump_dir: batch.dir.clone(),
-            error: None,
+            error: unreadable,
             size: None,
             attempts: 1,
         };
         store.insert(&job)?;
         drop(store);
-        self.enqueue(&job.id);
+        if job.status == JobStatus::Generating {
+            self.enqueue(&job.id);
+        }
         Ok(Requested::Started(job))
     }
 
@@ -207,6 +240,12 @@ impl Jobs {
     /// Where the archive of `export_id` is kept.
     pub fn archive_path(&self, export_id: &str) -> PathBuf {
         self.inner.shared.archive_path(export_id)
+    }
+
+    /// What [`Jobs::open`] found wrong with the state folder and fixed
+    /// (see [`super::recovery`]), for the caller to log, one line each.
+    pub fn recovered(&self) -> &[Recovery] {
+        &self.inner.recovered
     }
 
     /// The clock the engine reads.
@@ -317,7 +356,7 @@ fn run(shared: &Shared, export_id: &str) -> Result<(), JobError> {
         },
         // Stopped by shutdown: leave it generating for the next start.
         Ok(Err(_)) if shared.stopping.load(Ordering::SeqCst) => Ok(()),
-        Ok(Err(err)) => store.fail(export_id, now, &err.to_string()),
+        Ok(Err(err)) => store.fail(export_id, now, &failure_reason(&err, &job.dump_dir)),
         Err(_) => store.fail(export_id, now, "the build crashed"),
     }
 }

@@ -9,51 +9,112 @@
 //! which may be large and are checked against their SHA-256 during the
 //! build anyway). Any record added, removed or edited changes it; so does
 //! touching, resizing, adding or removing an upload file.
+//!
+//! The walk never leaves the dump and never blocks: symbolic links are not
+//! followed (a link is hashed as its target's text, so re-pointing it
+//! changes the fingerprint, while a dangling one or one to a huge tree
+//! elsewhere costs nothing), and a FIFO, socket or device is hashed as its
+//! kind without being opened. Whether the build may use such a file is the
+//! build's decision (it refuses them); the fingerprint only has to change
+//! when they do.
 
 use std::fs;
 use std::io;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::UNIX_EPOCH;
 
 use sha2::{Digest, Sha256};
 
 use super::JobError;
 
+/// What the walk found at one relative path.
+enum Found {
+    /// A regular file.
+    File(PathBuf),
+    /// A symbolic link, by its target's text.
+    Link(PathBuf),
+    /// A FIFO, socket or device, never opened.
+    Special,
+}
+
 /// Hex SHA-256 fingerprint of the dump at `dir`; see the module docs.
+/// Errors name the path relative to `dir`.
 pub fn fingerprint(dir: &Path) -> Result<String, JobError> {
-    let mut files = Vec::new();
-    for entry in walkdir::WalkDir::new(dir).follow_links(true) {
+    let relative_of = |path: &Path| path.strip_prefix(dir).unwrap_or(path).to_path_buf();
+    let mut found = Vec::new();
+    for entry in walkdir::WalkDir::new(dir).follow_links(false) {
         let entry = entry.map_err(|e| {
-            let path = e.path().unwrap_or(dir).to_path_buf();
-            JobError::io(path, io::Error::other(e.to_string()))
+            let path = e.path().map(relative_of).unwrap_or_default();
+            let source = e
+                .into_io_error()
+                .unwrap_or_else(|| io::Error::other("unreadable directory entry"));
+            JobError::io(path, source)
         })?;
-        if entry.file_type().is_file() {
-            let relative = entry.path().strip_prefix(dir).unwrap_or(entry.path());
-            files.push((relative.to_string_lossy().into_owned(), entry.into_path()));
+        let kind = entry.file_type();
+        let relative = relative_of(entry.path()).to_string_lossy().into_owned();
+        if kind.is_dir() {
+            continue;
+        } else if kind.is_file() {
+            found.push((relative, Found::File(entry.into_path())));
+        } else if kind.is_symlink() {
+            let target = fs::read_link(entry.path()).map_err(|e| JobError::io(&relative, e))?;
+            found.push((relative, Found::Link(target)));
+        } else {
+            found.push((relative, Found::Special));
         }
     }
-    files.sort();
+    found.sort_by(|a, b| a.0.cmp(&b.0));
 
     let mut hasher = Sha256::new();
-    for (relative, path) in files {
+    for (relative, what) in found {
         hasher.update((relative.len() as u64).to_le_bytes());
         hasher.update(relative.as_bytes());
-        if is_record_file(&relative) {
-            let mut file = fs::File::open(&path).map_err(|e| JobError::io(&path, e))?;
-            let len = io::copy(&mut file, &mut hasher).map_err(|e| JobError::io(&path, e))?;
-            hasher.update(len.to_le_bytes());
-        } else {
-            let meta = fs::metadata(&path).map_err(|e| JobError::io(&path, e))?;
-            let mtime = meta
-                .modified()
-                .ok()
-                .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-                .map_or(0, |d| d.as_nanos());
-            hasher.update(meta.len().to_le_bytes());
-            hasher.update(mtime.to_le_bytes());
+        match what {
+            Found::File(path) if is_record_file(&relative) => {
+                let read_error = |e| JobError::io(&relative, e);
+                let mut file = open_regular(&path).map_err(read_error)?;
+                let len = io::copy(&mut file, &mut hasher).map_err(read_error)?;
+                hasher.update(b"f");
+                hasher.update(len.to_le_bytes());
+            }
+            Found::File(path) => {
+                let meta = fs::symlink_metadata(&path).map_err(|e| JobError::io(&relative, e))?;
+                let mtime = meta
+                    .modified()
+                    .ok()
+                    .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+                    .map_or(0, |d| d.as_nanos());
+                hasher.update(b"u");
+                hasher.update(meta.len().to_le_bytes());
+                hasher.update(mtime.to_le_bytes());
+            }
+            Found::Link(target) => {
+                let target = target.to_string_lossy();
+                hasher.update(b"l");
+                hasher.update((target.len() as u64).to_le_bytes());
+                hasher.update(target.as_bytes());
+            }
+            Found::Special => hasher.update(b"s"),
         }
     }
     Ok(hex::encode(hasher.finalize()))
+}
+
+/// Opens a file the walk saw as regular, refusing it if it was swapped for
+/// a link or a FIFO since: no link followed, no open that blocks.
+fn open_regular(path: &Path) -> io::Result<fs::File> {
+    let mut options = fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK);
+    }
+    let file = options.open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(io::Error::other("not a regular file"));
+    }
+    Ok(file)
 }
 
 /// The files an export's records come from, hashed by contents.
@@ -78,5 +139,24 @@ mod tests {
         fs::create_dir(dir.path().join("uploads")).unwrap();
         fs::write(dir.path().join("uploads/u1"), "bytes").unwrap();
         assert_ne!(second, fingerprint(dir.path()).unwrap());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn links_are_hashed_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("batch.json"), "{}").unwrap();
+        fs::write(outside.path().join("tasks.jsonl"), "a\n").unwrap();
+        let link = dir.path().join("tasks.jsonl");
+        std::os::unix::fs::symlink(outside.path().join("tasks.jsonl"), &link).unwrap();
+        let first = fingerprint(dir.path()).unwrap();
+        // The target's contents are not read: changing them changes nothing.
+        fs::write(outside.path().join("tasks.jsonl"), "b\n").unwrap();
+        assert_eq!(first, fingerprint(dir.path()).unwrap());
+        // Re-pointing the link (here: dangling) does change it, and is no error.
+        fs::remove_file(&link).unwrap();
+        std::os::unix::fs::symlink("/nonexistent/tasks.jsonl", &link).unwrap();
+        assert_ne!(first, fingerprint(dir.path()).unwrap());
     }
 }

@@ -22,6 +22,7 @@
 //! ```text
 //! jobs.sqlite3         the jobs (plus SQLite's -wal and -shm files)
 //! exports/<id>.zip     the archive of each complete job
+//! orphaned/<id>.zip    archives start-up found without a job (see `recovery`)
 //! signing.key          the download-link secret (see `http::signing`), if the service uses it
 //! ```
 
@@ -30,6 +31,8 @@ pub mod clock;
 mod engine;
 pub mod filter;
 pub mod fingerprint;
+pub mod reason;
+pub mod recovery;
 pub mod store;
 
 use std::path::{Path, PathBuf};
@@ -44,6 +47,7 @@ pub use catalog::{BatchInfo, Catalog};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use engine::{Jobs, Requested};
 pub use fingerprint::fingerprint;
+pub use recovery::Recovery;
 
 use crate::filter::FilterError;
 use crate::{Dump, ExportFilter, ExportOptions};
@@ -53,7 +57,7 @@ use crate::{Dump, ExportFilter, ExportOptions};
 #[non_exhaustive]
 pub enum JobError {
     /// A file or folder could not be read or written.
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Io {
         /// The path involved.
         path: PathBuf,
@@ -61,7 +65,7 @@ pub enum JobError {
         source: std::io::Error,
     },
     /// The SQLite job store failed.
-    #[error("job store: {0}")]
+    #[error("the job store failed")]
     Store(#[from] rusqlite::Error),
     /// The batch already has as many jobs as allowed.
     #[error("batch {batch_id} already has {cap} export jobs, the most allowed; delete some first")]

@@ -173,6 +173,26 @@ impl Store {
         Ok(())
     }
 
+    /// The id and status of every job.
+    pub fn statuses(&self) -> Result<Vec<(String, JobStatus)>, JobError> {
+        let mut stmt = self.conn.prepare("SELECT id, status FROM jobs")?;
+        let rows = stmt.query_map([], |row| {
+            let status: String = row.get(1)?;
+            Ok((row.get(0)?, JobStatus::parse(&status)))
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Marks a complete job failed (its archive is gone), saying why.
+    pub fn lose(&self, id: &str, at: OffsetDateTime, error: &str) -> Result<(), JobError> {
+        self.conn.execute(
+            "UPDATE jobs SET status = 'failed', finished_at = ?2, error = ?3, size = NULL
+             WHERE id = ?1 AND status = 'complete'",
+            params![id, millis(at), error],
+        )?;
+        Ok(())
+    }
+
     /// Removes a job that is not generating; false when there was none.
     pub fn delete_finished(&self, id: &str) -> Result<bool, JobError> {
         let n = self.conn.execute(

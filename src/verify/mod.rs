@@ -70,13 +70,13 @@ const MAX_TEXT_BYTES: u64 = 2 << 30;
 #[non_exhaustive]
 pub enum VerifyError {
     /// Reading the archive's source failed.
-    #[error("reading the archive: {0}")]
+    #[error("reading the archive")]
     Read(#[source] io::Error),
     /// The records to compare against are refused or otherwise unusable.
-    #[error("the expected records are unusable: {0}")]
+    #[error("the expected records are unusable")]
     Expected(#[source] Error),
     /// Reading an upload's bytes from the expected blob source failed.
-    #[error("reading upload {file_key} from the dump: {source}")]
+    #[error("reading upload {file_key} from the dump")]
     Blob {
         /// The upload whose bytes could not be read.
         file_key: String,

@@ -4,8 +4,10 @@
 
 mod api;
 mod client;
+mod hostile;
 mod jobs;
 mod links;
+mod process;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};

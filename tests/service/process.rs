@@ -1,0 +1,117 @@
+//! The real `batch-export serve` process: what it logs at start, and what
+//! it does after being killed mid-build.
+
+use std::fs;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{self, Receiver};
+use std::time::Duration;
+
+use super::*;
+
+/// A running `serve` and the lines of its standard error.
+struct ServeProcess {
+    child: Child,
+    lines: Receiver<String>,
+    /// Every line read so far, up to the "serving" line.
+    startup: Vec<String>,
+    base: String,
+}
+
+impl ServeProcess {
+    /// Starts `serve` on a free port and waits for its "serving" line.
+    fn start(data: &Path, state: &Path) -> ServeProcess {
+        let tokens = state.join("test-tokens.json");
+        let file = format!(r#"{{"tokens": [{{"token": "{TOKEN}", "workspaces": ["*"]}}]}}"#);
+        fs::write(&tokens, file).unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_batch-export"))
+            .arg("serve")
+            .arg("--data")
+            .arg(data)
+            .arg("--state")
+            .arg(state)
+            .arg("--tokens")
+            .arg(&tokens)
+            .args(["--listen", "127.0.0.1:0"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (sender, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { return };
+                if sender.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        let mut startup = Vec::new();
+        loop {
+            // A bound so a service that never starts fails the test.
+            let line = lines
+                .recv_timeout(Duration::from_secs(60))
+                .unwrap_or_else(|_| panic!("serve did not start: {startup:#?}"));
+            startup.push(line.clone());
+            if let Some(rest) = line.strip_prefix("serving http://") {
+                let addr = rest.split('/').next().unwrap();
+                let base = format!("http://{addr}");
+                return ServeProcess {
+                    child,
+                    lines,
+                    startup,
+                    base,
+                };
+            }
+        }
+    }
+
+    fn export_url(&self) -> String {
+        format!(
+            "{}/api/v1/data-collection/batches/{BATCH}/export",
+            self.base
+        )
+    }
+}
+
+impl Drop for ServeProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn startup_logs_escape_batch_ids() {
+    let dirs = Dirs::new();
+    let hostile = dirs.data.path().join("hostile");
+    fs::create_dir(&hostile).unwrap();
+    let batch = r#"{"id": "b-1\r\nbatch fake-batch (workspace ws-x) from /etc", "name": "x",
+                    "workspace_id": "ws\u202e-1"}"#;
+    fs::write(hostile.join("batch.json"), batch).unwrap();
+    let serve = ServeProcess::start(dirs.data.path(), dirs.state.path());
+    let batch_lines: Vec<&String> = serve
+        .startup
+        .iter()
+        .filter(|line| line.starts_with("batch "))
+        .collect();
+    // One line per batch: the sample's and the hostile one.
+    assert_eq!(batch_lines.len(), 2, "{:#?}", serve.startup);
+    let line = batch_lines
+        .iter()
+        .find(|line| line.contains("b-1"))
+        .unwrap();
+    assert!(
+        line.starts_with(
+            r"batch b-1\r\nbatch fake-batch (workspace ws-x) from /etc (workspace ws\u{202e}-1)"
+        ),
+        "{line}"
+    );
+    assert!(!serve
+        .startup
+        .iter()
+        .any(|l| l.starts_with("batch fake-batch")));
+}
