@@ -49,24 +49,26 @@ impl ServeProcess {
                 }
             }
         });
-        let mut startup = Vec::new();
-        loop {
+        // Owned from here on, so that a failed start still kills it.
+        let mut serve = ServeProcess {
+            child,
+            lines,
+            startup: Vec::new(),
+            base: String::new(),
+        };
+        while serve.base.is_empty() {
             // A bound so a service that never starts fails the test.
-            let line = lines
+            let line = serve
+                .lines
                 .recv_timeout(Duration::from_secs(60))
-                .unwrap_or_else(|_| panic!("serve did not start: {startup:#?}"));
-            startup.push(line.clone());
+                .unwrap_or_else(|_| panic!("serve did not start: {:#?}", serve.startup));
             if let Some(rest) = line.strip_prefix("serving http://") {
                 let addr = rest.split('/').next().unwrap();
-                let base = format!("http://{addr}");
-                return ServeProcess {
-                    child,
-                    lines,
-                    startup,
-                    base,
-                };
+                serve.base = format!("http://{addr}");
             }
+            serve.startup.push(line);
         }
+        serve
     }
 
     fn export_url(&self) -> String {
@@ -114,4 +116,7 @@ fn startup_logs_escape_batch_ids() {
         .startup
         .iter()
         .any(|l| l.starts_with("batch fake-batch")));
+    // And the service serves.
+    let answer = call("POST", &serve.export_url(), Some(TOKEN));
+    assert_eq!(answer.status, 202, "{}", answer.text);
 }
