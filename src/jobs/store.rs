@@ -178,7 +178,7 @@ impl Store {
         let mut stmt = self.conn.prepare("SELECT id, status FROM jobs")?;
         let rows = stmt.query_map([], |row| {
             let status: String = row.get(1)?;
-            Ok((row.get(0)?, JobStatus::parse(&status)))
+            Ok((row.get(0)?, status_of(&status)))
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
