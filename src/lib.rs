@@ -14,6 +14,8 @@
 //! - `export`: [`export`] and [`export_to_path`], the checks then the writer
 //! - `validate`: checks across records (unique ids, references, agreement)
 //! - `pivot`: records to the two views: exclusion, grouping, ordering, counts
+//! - [`pseudonym`]: pseudonymous participant ids (HMAC-SHA256 under the operator's key)
+//! - `archive::tables`: `responses.csv` and `codebook.csv`
 //! - [`naming`]: safe upload names and de-duplication
 //! - [`blob`]: [`BlobSource`], where upload bytes come from; [`MemoryBlobSource`]
 //! - `archive`: the ZIP writer, parallel deflate, entries, the archive's README
@@ -100,6 +102,7 @@ pub mod naming;
 pub mod options;
 mod output;
 mod pivot;
+pub mod pseudonym;
 pub mod synth;
 pub mod timestamp;
 mod validate;

@@ -10,6 +10,7 @@ use crate::error::Error;
 pub use crate::filter::ExportFilter;
 use crate::filter::Window;
 use crate::model::Records;
+use crate::pseudonym::Pseudonymiser;
 use crate::timestamp::{latest_instant, parse_rfc3339, utc_rfc3339, EPOCH_1980};
 
 /// Something the caller wants to hear about while an export is built. The
@@ -48,6 +49,11 @@ pub struct ExportOptions {
     filter: ExportFilter,
     progress: Option<Arc<dyn Progress>>,
     cancel: Option<Arc<AtomicBool>>,
+    tables: bool,
+    /// `None` is the default, `true`.
+    include_files: Option<bool>,
+    /// The pseudonymisation key; never printed.
+    pseudonym_key: Option<Arc<[u8]>>,
 }
 
 impl std::fmt::Debug for ExportOptions {
@@ -57,6 +63,10 @@ impl std::fmt::Debug for ExportOptions {
             .field("threads", &self.threads)
             .field("level", &self.level)
             .field("filter", &self.filter)
+            .field("tables", &self.tables)
+            .field("include_files", &self.include_files.unwrap_or(true))
+            // Only whether there is a key: the key itself never reaches a log.
+            .field("pseudonymise", &self.pseudonym_key.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -111,6 +121,46 @@ impl ExportOptions {
         self
     }
 
+    /// Adds `responses.csv` (one row per answer item) and `codebook.csv`
+    /// (one row per instruction and per option of a choice instruction)
+    /// after the JSON Lines views. Default: `false`.
+    pub fn tables(mut self, tables: bool) -> ExportOptions {
+        self.tables = tables;
+        self
+    }
+
+    /// With `false`, the archive has no `files/` entries and no upload
+    /// bytes are read (so missing or changed bytes are no error); every
+    /// `file_upload` answer item gets `"path": null`. Default: `true`.
+    pub fn include_files(mut self, include_files: bool) -> ExportOptions {
+        self.include_files = Some(include_files);
+        self
+    }
+
+    /// Replaces every `participant_id` in the archive by `p_` + the first
+    /// 16 hex digits of HMAC-SHA256(`key`, id): stable across exports with
+    /// one key. The key is never written to the archive nor shown by
+    /// `Debug`. An empty key is refused. Default: no pseudonymisation.
+    pub fn pseudonymise(mut self, key: impl AsRef<[u8]>) -> ExportOptions {
+        self.pseudonym_key = Some(key.as_ref().into());
+        self
+    }
+
+    /// True when [`ExportOptions::tables`] is set.
+    pub fn has_tables(&self) -> bool {
+        self.tables
+    }
+
+    /// False when [`ExportOptions::include_files`] was set to `false`.
+    pub fn includes_files(&self) -> bool {
+        self.include_files.unwrap_or(true)
+    }
+
+    /// True when a pseudonymisation key is set.
+    pub fn is_pseudonymised(&self) -> bool {
+        self.pseudonym_key.is_some()
+    }
+
     pub(crate) fn freeze(&self) -> Result<Config, Error> {
         let level = self.level.unwrap_or(DEFAULT_LEVEL);
         if level > 9 {
@@ -141,7 +191,16 @@ impl ExportOptions {
             option: err.parameter,
             message: err.message,
         })?;
+        if self.pseudonym_key.as_deref().is_some_and(<[u8]>::is_empty) {
+            return Err(Error::InvalidOption {
+                option: "pseudonymise",
+                message: "the key is empty".to_owned(),
+            });
+        }
         Ok(Config {
+            tables: self.tables,
+            include_files: self.includes_files(),
+            pseudonymiser: self.pseudonym_key.as_deref().map(Pseudonymiser::new),
             generated_at,
             threads: self.threads,
             level,
@@ -154,6 +213,9 @@ impl ExportOptions {
 
 /// The frozen options the build reads.
 pub(crate) struct Config {
+    pub(crate) tables: bool,
+    pub(crate) include_files: bool,
+    pub(crate) pseudonymiser: Option<Pseudonymiser>,
     pub(crate) generated_at: Option<(String, OffsetDateTime)>,
     pub(crate) threads: Option<usize>,
     pub(crate) level: u32,

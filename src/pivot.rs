@@ -16,6 +16,7 @@ use crate::model::file_keys::FileKeys;
 use crate::model::{Records, Response, Submission, Task, Upload};
 use crate::naming::{safe_file_name, safe_prefix, NameRegistry};
 use crate::options::Config;
+use crate::pseudonym::Pseudonymiser;
 use crate::timestamp::instant;
 
 /// What an archive holds, as written to `batch.json`'s `export.counts`.
@@ -31,6 +32,12 @@ pub struct ExportCounts {
     pub files: u64,
     /// `no_submission` responses left out.
     pub excluded_no_submission: u64,
+    /// Rows of `responses.csv` (one per answer item), when the archive has tables.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub responses_csv_rows: Option<u64>,
+    /// Rows of `codebook.csv`, when the archive has tables.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub codebook_csv_rows: Option<u64>,
 }
 
 /// One exported response with what its ordering and its file keys need.
@@ -85,6 +92,11 @@ impl Exported<'_> {
         self.index as usize
     }
 
+    /// Position of the response's submission in `submission_id` order.
+    pub(crate) fn submission_rank(&self) -> usize {
+        self.submission_rank as usize
+    }
+
     /// Index of the response's task in the records.
     pub(crate) fn task(&self) -> usize {
         self.task as usize
@@ -125,6 +137,35 @@ pub(crate) struct Pivot<'r> {
     pub(crate) file_keys: &'r FileKeys,
     pub(crate) counts: ExportCounts,
     pub(crate) tasks: &'r [Task],
+    /// The pseudonym of each submission's participant, by submission rank;
+    /// empty when the export is not pseudonymised.
+    pseudonyms: Vec<String>,
+    /// Rewrites pass-through `participant_id`s, when pseudonymising.
+    pub(crate) pseudonymiser: Option<Pseudonymiser>,
+    /// False when the archive leaves the uploads out (`"path": null`).
+    pub(crate) include_files: bool,
+    /// True when `responses.csv` and `codebook.csv` follow the views.
+    pub(crate) tables: bool,
+}
+
+impl<'r> Pivot<'r> {
+    /// The `participant_id` the archive shows for an exported response's
+    /// submission: the record's own, or its pseudonym.
+    pub(crate) fn participant_id<'a>(&'a self, exported: &Exported<'a>) -> &'a str {
+        match self.pseudonyms.get(exported.submission_rank()) {
+            Some(pseudonym) => pseudonym,
+            None => &exported.submission.participant_id,
+        }
+    }
+
+    /// Pass-through JSON text as the archive shows it: with any
+    /// `participant_id` inside pseudonymised.
+    pub(crate) fn pass_through<'t>(&self, text: &'t str) -> std::borrow::Cow<'t, str> {
+        match &self.pseudonymiser {
+            Some(p) => p.rewrite_json(text),
+            None => std::borrow::Cow::Borrowed(text),
+        }
+    }
 }
 
 /// Builds the views. The records must have passed `validate::check_records`.
@@ -147,6 +188,13 @@ pub(crate) fn pivot<'r>(
         .collect();
     let mut ranked: Vec<&Submission> = records.submissions.iter().collect();
     ranked.par_sort_unstable_by(|a, b| a.id.cmp(&b.id));
+    let pseudonyms: Vec<String> = match &config.pseudonymiser {
+        Some(p) => ranked
+            .par_iter()
+            .map(|s| p.pseudonym(&s.participant_id))
+            .collect(),
+        None => Vec::new(),
+    };
     let submissions: HashMap<&str, (u32, &Submission)> = ranked
         .iter()
         .enumerate()
@@ -203,13 +251,32 @@ pub(crate) fn pivot<'r>(
     .collect::<Vec<_>>();
     let task_groups = runs(&by_task, |a, b| a.task == b.task);
 
-    let (paths, files) = name_files(records, file_keys, &by_submission);
+    // Without files nothing is named: no upload is looked at at all.
+    let (paths, files) = if config.include_files {
+        name_files(records, file_keys, &by_submission)
+    } else {
+        (HashMap::default(), Vec::new())
+    };
+    let (responses_csv_rows, codebook_csv_rows) = if config.tables {
+        let items: usize = by_submission
+            .par_iter()
+            .map(|e| e.response.answer.len())
+            .sum();
+        (
+            Some(items as u64),
+            Some(crate::archive::tables::codebook_rows(records)),
+        )
+    } else {
+        (None, None)
+    };
     let counts = ExportCounts {
         submissions: submission_groups.len() as u64,
         tasks: task_groups.len() as u64,
         responses: by_submission.len() as u64,
         files: files.len() as u64,
         excluded_no_submission: excluded as u64,
+        responses_csv_rows,
+        codebook_csv_rows,
     };
     Pivot {
         by_submission,
@@ -221,6 +288,10 @@ pub(crate) fn pivot<'r>(
         file_keys,
         counts,
         tasks: &records.tasks,
+        pseudonyms,
+        pseudonymiser: config.pseudonymiser.clone(),
+        include_files: config.include_files,
+        tables: config.tables,
     }
 }
 

@@ -8,13 +8,18 @@ use rayon::prelude::*;
 
 use crate::model::raw::write_json_string;
 use crate::model::{RawJson, RawObject, Records};
-use crate::pivot::{ExportCounts, Exported, Pivot};
+use crate::pivot::{Exported, Pivot};
 
 /// The version of the archive layout, written to `batch.json`.
 pub const FORMAT_VERSION: u32 = 1;
 
+/// `export.files` in `batch.json` of an archive built without its uploads.
+pub const FILES_OMITTED: &str = "omitted";
+/// `export.participants` in `batch.json` of a pseudonymised archive.
+pub const PARTICIPANTS_PSEUDONYMISED: &str = "pseudonymised";
+
 /// `batch.json`: the batch as given, plus `instructions` and `export`.
-pub(crate) fn batch_json(records: &Records, counts: &ExportCounts, generated_at: &str) -> Vec<u8> {
+pub(crate) fn batch_json(records: &Records, pivot: &Pivot<'_>, generated_at: &str) -> Vec<u8> {
     let mut batch = records.batch.fields.clone();
     let mut instructions = Vec::new();
     instructions.push(b'[');
@@ -26,15 +31,29 @@ pub(crate) fn batch_json(records: &Records, counts: &ExportCounts, generated_at:
     }
     instructions.push(b']');
     batch.insert("instructions", raw(instructions));
-    let export = serde_json::json!({
+    let mut export = serde_json::json!({
         "format_version": FORMAT_VERSION,
         "generated_at": generated_at,
-        "counts": counts,
+        "counts": pivot.counts,
     });
+    // Only options that change the layout are recorded, and only when set,
+    // so the default batch.json stays what it always was.
+    if !pivot.include_files {
+        export["files"] = FILES_OMITTED.into();
+    }
+    if pivot.pseudonymiser.is_some() {
+        export["participants"] = PARTICIPANTS_PSEUDONYMISED.into();
+    }
     batch.insert("export", raw(export.to_string().into_bytes()));
 
     let mut compact = Vec::new();
     batch.write_json(&mut compact);
+    if pivot.pseudonymiser.is_some() {
+        // The batch record and instructions are passed through: a
+        // `participant_id` anywhere in them is pseudonymised too.
+        let text = String::from_utf8_lossy(&compact);
+        compact = pivot.pass_through(&text).into_owned().into_bytes();
+    }
     // Pretty-printed for people; the tree keeps key order (preserve_order).
     let tree: serde_json::Value = serde_json::from_slice(&compact).unwrap_or_default();
     let mut pretty = serde_json::to_vec_pretty(&tree).unwrap_or_default();
@@ -64,10 +83,11 @@ pub(crate) fn responses_by_submission(pivot: &Pivot<'_>) -> Vec<u8> {
 /// Line `group` of `responses-by-submission.jsonl`, appended to `line`.
 pub(crate) fn submission_line(pivot: &Pivot<'_>, group: usize, line: &mut Vec<u8>) {
     let (range, task_ranges) = &pivot.submission_groups[group];
-    let submission = pivot.by_submission[range.start].submission;
-    let mut object = ObjectWriter::new(line);
+    let first = &pivot.by_submission[range.start];
+    let submission = first.submission;
+    let mut object = ObjectWriter::new(line, pivot);
     object.string("submission_id", &submission.id);
-    object.string("participant_id", &submission.participant_id);
+    object.string("participant_id", pivot.participant_id(first));
     object.optional("study_id", submission.study_id.as_ref());
     object.optional("status", submission.status.as_ref());
     object.optional("started_at", submission.started_at.as_ref());
@@ -79,7 +99,7 @@ pub(crate) fn submission_line(pivot: &Pivot<'_>, group: usize, line: &mut Vec<u8
             object.out.push(b',');
         }
         let task = &pivot.tasks[pivot.by_submission[task_range.start].task()];
-        let mut task_object = ObjectWriter::new(object.out);
+        let mut task_object = ObjectWriter::new(object.out, pivot);
         task_object.string("task_id", &task.id);
         task_object.key("responses");
         task_object.out.push(b'[');
@@ -114,7 +134,7 @@ pub(crate) fn responses_by_task(pivot: &Pivot<'_>) -> Vec<u8> {
 pub(crate) fn task_line(pivot: &Pivot<'_>, group: usize, line: &mut Vec<u8>) {
     let range = &pivot.task_groups[group];
     let task = &pivot.tasks[pivot.by_task[range.start].task()];
-    let mut object = ObjectWriter::new(line);
+    let mut object = ObjectWriter::new(line, pivot);
     object.string("task_id", &task.id);
     object.optional("group_id", task.group_id.as_ref());
     object.optional("datapoint", task.datapoint.as_ref());
@@ -169,7 +189,7 @@ fn write_response(
     with_submission: bool,
 ) {
     let response = exported.response;
-    let mut object = ObjectWriter::new(out);
+    let mut object = ObjectWriter::new(out, pivot);
     object.string("response_id", &response.id);
     object.string("instruction_id", &response.instruction_id);
     object.string("type", &response.kind);
@@ -180,13 +200,27 @@ fn write_response(
         if i > 0 {
             object.out.push(b',');
         }
-        let path = file_keys
-            .get(i)
-            .and_then(Option::as_ref)
-            .and_then(|key| pivot.paths.get(key.as_str()));
+        // Without files every upload item's path is `null`.
+        let path = file_keys.get(i).and_then(Option::as_ref).and_then(|key| {
+            if pivot.include_files {
+                pivot.paths.get(key.as_str()).map(|path| RawJson::string(path))
+            } else {
+                RawJson::parse("null").ok()
+            }
+        });
         match path.and_then(|path| with_path(item, path)) {
+            Some(item) if pivot.pseudonymiser.is_some() => {
+                let mut text = Vec::new();
+                item.write_json(&mut text);
+                let text = String::from_utf8_lossy(&text);
+                object
+                    .out
+                    .extend_from_slice(pivot.pass_through(&text).as_bytes());
+            }
             Some(item) => item.write_json(object.out),
-            None => object.out.extend_from_slice(item.get().as_bytes()),
+            None => object
+                .out
+                .extend_from_slice(pivot.pass_through(item.get()).as_bytes()),
         }
     }
     object.out.push(b']');
@@ -194,15 +228,16 @@ fn write_response(
     object.optional("created_at", response.created_at.as_ref());
     if with_submission {
         object.string("submission_id", &exported.submission.id);
-        object.string("participant_id", &exported.submission.participant_id);
+        object.string("participant_id", pivot.participant_id(exported));
     }
     object.close(&response.extra);
 }
 
-/// A file-upload answer item with `path` set to its entry in `files/`.
-fn with_path(item: &RawJson, path: &str) -> Option<RawObject> {
+/// A file-upload answer item with `path` set to its entry in `files/` (or
+/// `null` when the archive leaves the files out).
+fn with_path(item: &RawJson, path: RawJson) -> Option<RawObject> {
     let mut object: RawObject = serde_json::from_str(item.get()).ok()?;
-    object.insert("path", RawJson::string(path));
+    object.insert("path", path);
     Some(object)
 }
 
@@ -218,15 +253,18 @@ struct ObjectWriter<'o> {
     out: &'o mut Vec<u8>,
     keys: [&'static str; MAX_KEYS],
     written: usize,
+    /// Pass-through values are written as this view shows them.
+    pivot: &'o Pivot<'o>,
 }
 
 impl<'o> ObjectWriter<'o> {
-    fn new(out: &'o mut Vec<u8>) -> ObjectWriter<'o> {
+    fn new(out: &'o mut Vec<u8>, pivot: &'o Pivot<'o>) -> ObjectWriter<'o> {
         out.push(b'{');
         ObjectWriter {
             out,
             keys: [""; MAX_KEYS],
             written: 0,
+            pivot,
         }
     }
 
@@ -251,6 +289,7 @@ impl<'o> ObjectWriter<'o> {
     fn optional(&mut self, key: &'static str, value: Option<&RawJson>) {
         self.key(key);
         let text = value.map_or("null", RawJson::get);
+        let text = self.pivot.pass_through(text);
         self.out.extend_from_slice(text.as_bytes());
     }
 
@@ -268,7 +307,8 @@ impl<'o> ObjectWriter<'o> {
             first = false;
             write_json_string(self.out, key);
             self.out.push(b':');
-            self.out.extend_from_slice(value.get().as_bytes());
+            let text = self.pivot.pass_through(value.get());
+            self.out.extend_from_slice(text.as_bytes());
         }
         self.out.push(b'}');
     }

@@ -7,7 +7,10 @@
 //! batch.json                        the batch, its instructions, export metadata
 //! responses-by-submission.jsonl     one line per submission
 //! responses-by-task.jsonl           one line per task
+//! responses.csv                     with `tables`: one row per answer item
+//! codebook.csv                      with `tables`: instructions and their options
 //! files/<submission_id>_<name>      uploads answers refer to, sorted by name
+//!                                   (none with `include_files(false)`)
 //! ```
 //!
 //! Everything that can be refused is checked before the first byte is
@@ -17,6 +20,7 @@
 pub(crate) mod deflate;
 pub(crate) mod entries;
 mod readme;
+pub(crate) mod tables;
 pub(crate) mod text;
 mod uploads;
 pub(crate) mod zip;
@@ -131,16 +135,19 @@ fn write_in_pool(
     let header = header_entries(records, &pivot, &generated_at);
     // The views are streamed when a bound of their size shows they need no
     // ZIP64; otherwise built whole, which tells exactly (see `text`).
-    let views = [
-        ("responses-by-submission.jsonl", View::BySubmission),
-        ("responses-by-task.jsonl", View::ByTask),
-    ]
-    .map(|(name, view)| (name, view, text::view_bound(view, &pivot)));
+    let views: Vec<_> = views_of(&pivot)
+        .into_iter()
+        .map(|(name, view)| (name, view, text::view_bound(view, &pivot)))
+        .collect();
+    let codebook = pivot
+        .tables
+        .then(|| (tables::CODEBOOK_CSV, tables::codebook(records, &pivot)));
     let upload_bytes: u64 = pivot.files.iter().map(|f| f.upload.size_bytes).sum();
-    let header_bytes: u64 = header.iter().map(|(_, t)| t.len() as u64).sum();
+    let header_bytes: u64 = header.iter().map(|(_, t)| t.len() as u64).sum::<u64>()
+        + codebook.as_ref().map_or(0, |(_, t)| t.len() as u64);
     // The views count at an estimate of their size: progress only.
     let views_estimate: u64 = views.iter().map(|v| text::view_estimate(v.1, &pivot)).sum();
-    let entries = 4 + pivot.files.len() as u64;
+    let entries = 2 + views.len() as u64 + u64::from(codebook.is_some()) + pivot.files.len() as u64;
     cx.config.report(ProgressEvent::Writing {
         bytes: header_bytes + views_estimate + upload_bytes,
         entries,
@@ -158,6 +165,10 @@ fn write_in_pool(
             Some(bound) => text::write_view(&mut zip, name, view, &pivot, bound, cx.config)?,
             None => write_text(&mut zip, name, &whole_view(view, &pivot), cx.config)?,
         };
+    }
+    if let Some((name, text)) = codebook {
+        cx.config.check_cancelled()?;
+        text_bytes += write_text(&mut zip, name, &text, cx.config)?;
     }
     uploads::write_all(&mut zip, &pivot.files, cx)?;
     let (_, archive_bytes) = zip.finish().map_err(Error::Write)?;
@@ -179,9 +190,22 @@ fn header_entries(
     pivot: &Pivot<'_>,
     generated_at: &str,
 ) -> [(&'static str, Vec<u8>); 2] {
-    let readme = readme::readme(records, &pivot.counts, generated_at);
-    let batch = entries::batch_json(records, &pivot.counts, generated_at);
+    let readme = readme::readme(records, pivot, generated_at);
+    let batch = entries::batch_json(records, pivot, generated_at);
     [("README.md", readme.into_bytes()), ("batch.json", batch)]
+}
+
+/// The entries streamed after the header, in archive order: the two views,
+/// then, with tables, `responses.csv`.
+fn views_of(pivot: &Pivot<'_>) -> Vec<(&'static str, View)> {
+    let mut views = vec![
+        ("responses-by-submission.jsonl", View::BySubmission),
+        ("responses-by-task.jsonl", View::ByTask),
+    ];
+    if pivot.tables {
+        views.push((tables::RESPONSES_CSV, View::ResponsesCsv));
+    }
+    views
 }
 
 /// One view built whole in memory.
@@ -189,26 +213,25 @@ fn whole_view(view: View, pivot: &Pivot<'_>) -> Vec<u8> {
     match view {
         View::BySubmission => entries::responses_by_submission(pivot),
         View::ByTask => entries::responses_by_task(pivot),
+        View::ResponsesCsv => tables::responses_csv(pivot),
     }
 }
 
-/// The four text entries, in archive order, built whole: what `verify`
+/// The text entries, in archive order, built whole: what `verify`
 /// compares an archive against.
 pub(crate) fn text_entries(
     records: &Records,
     pivot: &Pivot<'_>,
     generated_at: &str,
-) -> [(&'static str, Vec<u8>); 4] {
-    let [readme, batch] = header_entries(records, pivot, generated_at);
-    [
-        readme,
-        batch,
-        (
-            "responses-by-submission.jsonl",
-            whole_view(View::BySubmission, pivot),
-        ),
-        ("responses-by-task.jsonl", whole_view(View::ByTask, pivot)),
-    ]
+) -> Vec<(&'static str, Vec<u8>)> {
+    let mut texts = header_entries(records, pivot, generated_at).to_vec();
+    for (name, view) in views_of(pivot) {
+        texts.push((name, whole_view(view, pivot)));
+    }
+    if pivot.tables {
+        texts.push((tables::CODEBOOK_CSV, tables::codebook(records, pivot)));
+    }
+    texts
 }
 
 /// Writes one text entry built whole and reports it; returns its length.

@@ -35,12 +35,14 @@ const STREAM_LIMIT: u64 = u32::MAX as u64 - (1 << 20);
 pub(crate) enum View {
     BySubmission,
     ByTask,
+    /// `responses.csv`: its rows grouped by submission, like the first view.
+    ResponsesCsv,
 }
 
 impl View {
     fn groups(self, pivot: &Pivot<'_>) -> usize {
         match self {
-            View::BySubmission => pivot.submission_groups.len(),
+            View::BySubmission | View::ResponsesCsv => pivot.submission_groups.len(),
             View::ByTask => pivot.task_groups.len(),
         }
     }
@@ -48,7 +50,7 @@ impl View {
     /// Responses of group `g`: the weight a window is cut by.
     fn weight(self, pivot: &Pivot<'_>, g: usize) -> usize {
         match self {
-            View::BySubmission => pivot.submission_groups[g].0.len(),
+            View::BySubmission | View::ResponsesCsv => pivot.submission_groups[g].0.len(),
             View::ByTask => pivot.task_groups[g].len(),
         }
     }
@@ -57,6 +59,15 @@ impl View {
         match self {
             View::BySubmission => super::entries::submission_line(pivot, g, out),
             View::ByTask => super::entries::task_line(pivot, g, out),
+            View::ResponsesCsv => super::tables::submission_rows(pivot, g, out),
+        }
+    }
+
+    /// What comes before the first group: the CSV's header.
+    fn prefix(self) -> Vec<u8> {
+        match self {
+            View::ResponsesCsv => super::tables::responses_header(),
+            View::BySubmission | View::ByTask => Vec::new(),
         }
     }
 }
@@ -111,10 +122,15 @@ fn view_size(view: View, pivot: &Pivot<'_>, scale: &Scale) -> u64 {
     let responses: u64 = match view {
         View::BySubmission => &pivot.by_submission,
         View::ByTask => &pivot.by_task,
+        View::ResponsesCsv => {
+            return super::tables::responses_size(pivot, scale.escape > 1);
+        }
     }
     .par_iter()
-    .map(|e| response_size(e, scale))
+    .map(|e| response_size(e, scale, pivot))
     .sum();
+    // Pseudonymised pass-through text at most doubles (see `growth`).
+    let growth = growth(pivot);
     let groups: u64 = match view {
         View::BySubmission => pivot
             .submission_groups
@@ -130,9 +146,9 @@ fn view_size(view: View, pivot: &Pivot<'_>, scale: &Scale) -> u64 {
                     })
                     .sum();
                 scale.group
-                    + scale.escape * (s.id.len() + s.participant_id.len()) as u64
-                    + raw.iter().map(|v| raw_len(v.as_ref())).sum::<u64>()
-                    + extra_len(&s.extra, scale)
+                    + scale.escape * (s.id.len() + participant_len(s, pivot)) as u64
+                    + growth * raw.iter().map(|v| raw_len(v.as_ref())).sum::<u64>()
+                    + growth * extra_len(&s.extra, scale)
                     + tasks
             })
             .sum(),
@@ -144,12 +160,33 @@ fn view_size(view: View, pivot: &Pivot<'_>, scale: &Scale) -> u64 {
                 let raw = [&t.group_id, &t.datapoint, &t.metadata];
                 scale.group
                     + scale.escape * t.id.len() as u64
-                    + raw.iter().map(|v| raw_len(v.as_ref())).sum::<u64>()
-                    + extra_len(&t.extra, scale)
+                    + growth * raw.iter().map(|v| raw_len(v.as_ref())).sum::<u64>()
+                    + growth * extra_len(&t.extra, scale)
             })
             .sum(),
+        View::ResponsesCsv => 0,
     };
     responses + groups
+}
+
+/// How much pass-through text can grow: pseudonymising a `participant_id`
+/// inside it replaces a string of at least two bytes, behind a 17-byte key,
+/// by one of 20, so the text at most doubles.
+fn growth(pivot: &Pivot<'_>) -> u64 {
+    if pivot.pseudonymiser.is_some() {
+        2
+    } else {
+        1
+    }
+}
+
+/// The length of the `participant_id` the archive shows: a pseudonym has 18 bytes.
+fn participant_len(s: &crate::model::Submission, pivot: &Pivot<'_>) -> usize {
+    if pivot.pseudonymiser.is_some() {
+        s.participant_id.len().max(18)
+    } else {
+        s.participant_id.len()
+    }
 }
 
 fn raw_len(value: Option<&crate::model::RawJson>) -> u64 {
@@ -165,13 +202,14 @@ fn extra_len(extra: &[(String, crate::model::RawJson)], scale: &Scale) -> u64 {
 
 /// A response as either view writes it: keys, escaped strings, pass-through
 /// values, and for file-upload answers the re-written item with its `path`.
-fn response_size(e: &Exported<'_>, scale: &Scale) -> u64 {
+fn response_size(e: &Exported<'_>, scale: &Scale, pivot: &Pivot<'_>) -> u64 {
     let r = e.response;
+    let growth = growth(pivot);
     let strings = r.id.len()
         + r.instruction_id.len()
         + r.kind.len()
         + e.submission.id.len()
-        + e.submission.participant_id.len();
+        + participant_len(e.submission, pivot);
     // Only file-upload items gain a path, but the bound gives every item one.
     let path = if scale.escape > 1 || r.kind == "file_upload" {
         scale.escape * (e.submission.id.len() as u64 + scale.path)
@@ -181,14 +219,14 @@ fn response_size(e: &Exported<'_>, scale: &Scale) -> u64 {
     let answer: u64 = r
         .answer
         .iter()
-        .map(|item| 1 + scale.escape * item.get().len() as u64 + path)
+        .map(|item| 1 + growth * scale.escape * item.get().len() as u64 + path)
         .sum();
     scale.response
         + scale.escape * strings as u64
         + answer
-        + raw_len(r.correlation_id.as_ref())
-        + raw_len(r.created_at.as_ref())
-        + extra_len(&r.extra, scale)
+        + growth * raw_len(r.correlation_id.as_ref())
+        + growth * raw_len(r.created_at.as_ref())
+        + growth * extra_len(&r.extra, scale)
 }
 
 /// Serialises the view a window of groups at a time, the window's lines in
@@ -223,7 +261,9 @@ fn for_each_window<E>(
 
 /// Writes one view as plain JSON Lines to `out`, streaming; returns its size.
 pub(crate) fn write_plain(view: View, pivot: &Pivot<'_>, out: &mut dyn Write) -> io::Result<u64> {
-    let mut total = 0;
+    let prefix = view.prefix();
+    out.write_all(&prefix)?;
+    let mut total = prefix.len() as u64;
     for_each_window(view, pivot, |lines| {
         lines.iter().try_for_each(|line| {
             total += line.len() as u64;
@@ -272,7 +312,7 @@ pub(crate) fn write_view<W: Write + Seek>(
         Ok(())
     };
 
-    let mut pending: Vec<u8> = Vec::new();
+    let mut pending: Vec<u8> = view.prefix();
     for_each_window(view, pivot, |lines| {
         config.check_cancelled()?;
         lines

@@ -30,6 +30,17 @@ pub struct BuildArgs {
     /// Worker threads [default: one per core].
     #[arg(long, env = "RAYON_NUM_THREADS")]
     threads: Option<usize>,
+    /// Also write responses.csv (one row per answer item) and codebook.csv.
+    #[arg(long)]
+    tables: bool,
+    /// Leave the uploaded files out: no files/ entries, no upload read;
+    /// file_upload items get "path": null.
+    #[arg(long)]
+    no_files: bool,
+    /// Pseudonymise every participant_id with the key in FILE (its bytes,
+    /// less trailing line ends): p_ + 16 hex digits of HMAC-SHA256.
+    #[arg(long, value_name = "FILE")]
+    pseudonymise_key: Option<PathBuf>,
     /// Debug: write only the two JSONL views, as plain files into DIR (no
     /// ZIP, no uploads); for comparing the pivot alone with other tools.
     #[arg(long, value_name = "DIR", hide = true)]
@@ -61,7 +72,12 @@ pub fn run(args: BuildArgs) -> anyhow::Result<u8> {
     let mut options = ExportOptions::new()
         .level(args.level)
         .progress(progress)
-        .cancel_flag(cancel);
+        .cancel_flag(cancel)
+        .tables(args.tables)
+        .include_files(!args.no_files);
+    if let Some(path) = &args.pseudonymise_key {
+        options = options.pseudonymise(super::read_key_file(path)?);
+    }
     if let Some(at) = args.generated_at {
         options = options.generated_at(at);
     }

@@ -110,3 +110,21 @@ pub fn default_archive_name(batch_id: &str) -> PathBuf {
     let now = time::OffsetDateTime::now_utc();
     PathBuf::from(batch_export::naming::archive_file_name(batch_id, now))
 }
+
+/// The pseudonymisation key in `path`: the file's bytes, less trailing line
+/// ends (so `echo secret > key` and an editor's final newline give the key
+/// `secret`). An empty key is refused; the key is never printed.
+pub fn read_key_file(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
+    use anyhow::Context;
+    let mut key = std::fs::read(path)
+        .with_context(|| format!("reading the pseudonymisation key {}", path.display()))?;
+    while key.last().is_some_and(|b| matches!(b, b'\n' | b'\r')) {
+        key.pop();
+    }
+    anyhow::ensure!(
+        !key.is_empty(),
+        "the pseudonymisation key {} is empty",
+        path.display()
+    );
+    Ok(key)
+}

@@ -29,8 +29,16 @@ pub(crate) fn compare(
     parsed: &Parsed,
     sink: &mut Sink,
 ) -> Result<(), VerifyError> {
-    // The archive's own generated_at, so that only content is compared.
-    let mut options = ExportOptions::new();
+    // The archive's own generated_at and options, so that only content is
+    // compared. The pseudonymisation key is the operator's, not ours: the
+    // expected archive uses a stand-in key, and its pseudonyms are mapped
+    // onto the archive's, which must be one per participant.
+    let mut options = ExportOptions::new()
+        .tables(parsed.tables)
+        .include_files(!parsed.files_omitted);
+    if parsed.pseudonymised {
+        options = options.pseudonymise(STAND_IN_KEY);
+    }
     if let Some(at) = &parsed.generated_at {
         options = options.generated_at(at.clone());
     }
@@ -38,7 +46,18 @@ pub(crate) fn compare(
     let (generated_at, _) = config.generated_at_for(records);
     let file_keys = crate::model::file_keys::FileKeys::decode(records);
     let pivot = crate::pivot::pivot(records, &file_keys, &config);
-    let texts = crate::archive::text_entries(records, &pivot, &generated_at);
+    let mut texts = crate::archive::text_entries(records, &pivot, &generated_at);
+    if parsed.pseudonymised {
+        let by_submission = texts
+            .iter()
+            .find(|(name, _)| *name == "responses-by-submission.jsonl")
+            .map(|(_, bytes)| lines(bytes))
+            .unwrap_or_default();
+        let map = pseudonym_map(&by_submission, &parsed.by_submission, sink);
+        for (_, bytes) in &mut texts {
+            *bytes = remap(bytes, &map);
+        }
+    }
 
     let mut expected_names: Vec<&str> = texts.iter().map(|(name, _)| *name).collect();
     expected_names.extend(pivot.files.iter().map(|f| f.name.as_str()));
@@ -87,6 +106,21 @@ pub(crate) fn compare(
             "responses-by-task.jsonl" => {
                 compare_view(name, "task_id", &parsed.by_task, &lines(bytes), sink)
             }
+            "responses.csv" | "codebook.csv" if actual != bytes => {
+                // CSV lines are CRLF-terminated; a line break inside a
+                // quoted cell is only LF, so this counts records closely.
+                let line = actual
+                    .split(|b| *b == b'\n')
+                    .zip(bytes.split(|b| *b == b'\n'))
+                    .position(|(a, e)| a != e)
+                    .map(|i| i as u64 + 1);
+                content(
+                    sink,
+                    name,
+                    line,
+                    "differs from the table the dump gives".to_owned(),
+                );
+            }
             _ => {}
         }
     }
@@ -105,6 +139,63 @@ pub(crate) fn compare(
         }
     }
     Ok(())
+}
+
+/// The key of the expected archive when the archive is pseudonymised.
+const STAND_IN_KEY: &[u8] = b"batch-export verify stand-in key";
+
+/// The stand-in pseudonym of each participant, mapped onto the archive's,
+/// by submission. Two participants under one pseudonym, or one under two,
+/// is a problem.
+fn pseudonym_map(expected: &[Line], actual: &[Line], sink: &mut Sink) -> HashMap<String, String> {
+    let participant = |object: &Map<String, Value>| -> Option<(String, String)> {
+        Some((
+            object.get("submission_id")?.as_str()?.to_owned(),
+            object.get("participant_id")?.as_str()?.to_owned(),
+        ))
+    };
+    let actual: HashMap<String, String> = actual.iter().filter_map(|l| participant(&l.1)).collect();
+    let mut map: HashMap<String, String> = HashMap::new();
+    let mut taken: HashMap<String, String> = HashMap::new();
+    for (submission, stand_in) in expected.iter().filter_map(|l| participant(&l.1)) {
+        let Some(pseudonym) = actual.get(&submission) else {
+            continue;
+        };
+        let first = map
+            .entry(stand_in.clone())
+            .or_insert_with(|| pseudonym.clone());
+        let owner = taken
+            .entry(pseudonym.clone())
+            .or_insert_with(|| stand_in.clone());
+        if first != pseudonym || *owner != stand_in {
+            let message = format!(
+                "submission {submission:?}: pseudonyms are not one per participant of the dump"
+            );
+            content(sink, "responses-by-submission.jsonl", None, message);
+        }
+    }
+    map
+}
+
+/// `text` with every stand-in pseudonym replaced by the archive's.
+fn remap(text: &[u8], map: &HashMap<String, String>) -> Vec<u8> {
+    let prefix = crate::pseudonym::PSEUDONYM_PREFIX.as_bytes();
+    let length = prefix.len() + 16;
+    let mut out = Vec::with_capacity(text.len());
+    let mut copied = 0;
+    for at in memchr::memmem::find_iter(text, prefix) {
+        if at < copied || at + length > text.len() {
+            continue;
+        }
+        let candidate = std::str::from_utf8(&text[at..at + length]).unwrap_or_default();
+        if let Some(pseudonym) = map.get(candidate) {
+            out.extend_from_slice(&text[copied..at]);
+            out.extend_from_slice(pseudonym.as_bytes());
+            copied = at + length;
+        }
+    }
+    out.extend_from_slice(&text[copied..]);
+    out
 }
 
 fn blob_digest(

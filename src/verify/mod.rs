@@ -14,10 +14,15 @@
 //!    descriptors, no gaps, nothing after the central directory, safe and
 //!    unique names, the UTF-8 flag on exactly the non-ASCII names.
 //! 2. Every entry read in full: sizes and CRC-32.
-//! 3. The layout: the four text entries in order, then `files/` sorted.
+//! 3. The layout: the four text entries in order (then `responses.csv`
+//!    and `codebook.csv` when the archive has tables), then `files/` sorted.
 //! 4. The content (`views`): `batch.json`, every JSON Lines line and its
 //!    keys, both views' ordering, the views agreeing with each other, every
-//!    `path` naming a `files/` entry and every entry referred to, counts.
+//!    `path` naming a `files/` entry (or `null` when `export.files` is
+//!    `"omitted"`) and every entry referred to, pseudonyms when
+//!    `export.participants` is `"pseudonymised"`, counts; the tables
+//!    (`tables`): one row per answer item with the views' values, one
+//!    codebook row per instruction and option.
 //! 5. With expected records (`expected`): the same entries, the same parsed
 //!    JSON, the same README, the same upload bytes.
 //!
@@ -37,6 +42,7 @@
 
 mod expected;
 mod problems;
+mod tables;
 mod views;
 mod zipfmt;
 
@@ -59,6 +65,9 @@ pub const TEXT_ENTRIES: [&str; 4] = [
     "responses-by-submission.jsonl",
     "responses-by-task.jsonl",
 ];
+
+/// The two entries of the `tables` option, right after [`TEXT_ENTRIES`].
+pub const TABLE_ENTRIES: [&str; 2] = ["responses.csv", "codebook.csv"];
 
 /// Text entries larger than this are not loaded: the archive is reported
 /// rather than exhausting memory on a hostile size field.
@@ -144,6 +153,10 @@ fn run(
         .map(|e| e.name.as_str())
         .collect();
     let parsed = views::check(&contents.texts, &file_names, &mut sink);
+    let has_tables = entries
+        .iter()
+        .any(|e| TABLE_ENTRIES.contains(&e.name.as_str()));
+    tables::check(&contents.texts, has_tables, &parsed, &mut sink);
     if let Some(time) = parsed.generated_at_dos {
         let wrong: Vec<&Entry> = entries.iter().filter(|e| e.dos_time != time).collect();
         if let Some(first) = wrong.first() {
@@ -165,10 +178,23 @@ fn run(
     Ok(sink.into_report(entries.len() as u64, archive_bytes))
 }
 
-/// The four text entries first, in order, then only `files/` entries,
-/// sorted by name (which the structure check has made unique).
+/// Whether `name` is one of the text entries (the four, or the tables).
+fn is_text(name: &str) -> bool {
+    TEXT_ENTRIES.contains(&name) || TABLE_ENTRIES.contains(&name)
+}
+
+/// The four text entries first, in order (then the two tables, when there
+/// are any), then only `files/` entries, sorted by name (which the
+/// structure check has made unique).
 fn check_layout(entries: &[Entry], sink: &mut Sink) {
-    for (position, name) in TEXT_ENTRIES.iter().enumerate() {
+    let mut texts = TEXT_ENTRIES.to_vec();
+    if entries
+        .iter()
+        .any(|e| TABLE_ENTRIES.contains(&e.name.as_str()))
+    {
+        texts.extend(TABLE_ENTRIES);
+    }
+    for (position, name) in texts.iter().enumerate() {
         match entries.iter().position(|e| e.name == *name) {
             None => sink.push(
                 VerifyProblemKind::Layout,
@@ -188,7 +214,7 @@ fn check_layout(entries: &[Entry], sink: &mut Sink) {
     let mut previous: Option<&str> = None;
     for entry in entries {
         let name = entry.name.as_str();
-        if TEXT_ENTRIES.contains(&name) {
+        if is_text(name) {
             continue;
         }
         if !name.starts_with("files/") || name.len() == "files/".len() || name.ends_with('/') {
@@ -218,10 +244,7 @@ fn check_layout(entries: &[Entry], sink: &mut Sink) {
         }
         previous = Some(name);
     }
-    if let Some(last_text) = entries
-        .iter()
-        .rposition(|e| TEXT_ENTRIES.contains(&e.name.as_str()))
-    {
+    if let Some(last_text) = entries.iter().rposition(|e| is_text(&e.name)) {
         if let Some(file) = entries[..last_text]
             .iter()
             .find(|e| e.name.starts_with("files/"))
@@ -251,7 +274,10 @@ fn read_entries(
         if !entry.readable {
             continue;
         }
-        let text_name = TEXT_ENTRIES.iter().find(|n| **n == entry.name);
+        let text_name = TEXT_ENTRIES
+            .iter()
+            .chain(&TABLE_ENTRIES)
+            .find(|n| **n == entry.name);
         if let Some(name) = text_name {
             if entry.uncompressed > MAX_TEXT_BYTES {
                 sink.push(

@@ -41,7 +41,8 @@ pub struct VerifyProblem {
     pub kind: VerifyProblemKind,
     /// The entry at fault, `None` for the archive as a whole.
     pub entry: Option<String>,
-    /// The 1-based line of a JSON Lines entry.
+    /// The 1-based line of a JSON Lines entry, or record of a CSV entry
+    /// (its header is record 1).
     pub line: Option<u64>,
     /// What is wrong, in lowercase words without a trailing period.
     pub message: String,

@@ -61,6 +61,12 @@ pub(crate) struct Parsed {
     pub(crate) by_submission: Vec<(u64, Map<String, Value>)>,
     pub(crate) by_task: Vec<(u64, Map<String, Value>)>,
     pub(crate) counts: Option<Map<String, Value>>,
+    /// `export.files` is `"omitted"`: built without the uploads.
+    pub(crate) files_omitted: bool,
+    /// `export.participants` is `"pseudonymised"`.
+    pub(crate) pseudonymised: bool,
+    /// `export.counts` counts the rows of `responses.csv` and `codebook.csv`.
+    pub(crate) tables: bool,
 }
 
 /// An instruction's position and type, from `batch.json`.
@@ -102,6 +108,8 @@ pub(crate) fn check(
         files: &files,
         referenced: &mut referenced,
         check_instructions: texts.contains_key(BATCH),
+        files_omitted: parsed.files_omitted,
+        pseudonymised: parsed.pseudonymised,
     };
 
     let task_order = check_by_task(&parsed.by_task, &mut refs, sink);
@@ -222,8 +230,46 @@ fn check_batch(bytes: &[u8], parsed: &mut Parsed, sink: &mut Sink) -> Instructio
             "`export.generated_at` is missing".to_owned(),
         ),
     }
+    match export.get("files") {
+        None => {}
+        Some(Value::String(text)) if text == crate::archive::entries::FILES_OMITTED => {
+            parsed.files_omitted = true;
+        }
+        Some(_) => keys(
+            sink,
+            BATCH,
+            None,
+            "`export.files` is neither absent nor \"omitted\"".to_owned(),
+        ),
+    }
+    match export.get("participants") {
+        None => {}
+        Some(Value::String(text))
+            if text == crate::archive::entries::PARTICIPANTS_PSEUDONYMISED =>
+        {
+            parsed.pseudonymised = true;
+        }
+        Some(_) => keys(
+            sink,
+            BATCH,
+            None,
+            "`export.participants` is neither absent nor \"pseudonymised\"".to_owned(),
+        ),
+    }
     match export.get("counts").and_then(Value::as_object) {
         Some(counts) => {
+            let table_counts = ["responses_csv_rows", "codebook_csv_rows"]
+                .map(|key| counts.get(key).map(|v| (key, v.is_u64())));
+            match table_counts {
+                [None, None] => {}
+                [Some((_, true)), Some((_, true))] => parsed.tables = true,
+                _ => keys(
+                    sink,
+                    BATCH,
+                    None,
+                    "`export.counts.responses_csv_rows` and `codebook_csv_rows` must both be counts, or both absent".to_owned(),
+                ),
+            }
             for key in [
                 "submissions",
                 "tasks",
@@ -273,6 +319,31 @@ struct References<'a> {
     /// False when `batch.json` is unreadable: instruction problems would
     /// only repeat that one.
     check_instructions: bool,
+    /// Upload answers carry `"path": null` (the archive has no files).
+    files_omitted: bool,
+    /// Every `participant_id` must be a pseudonym.
+    pseudonymised: bool,
+}
+
+/// A pseudonymised archive shows only pseudonyms as participant ids.
+fn check_pseudonym(
+    value: Option<&Value>,
+    refs: &References<'_>,
+    entry: &str,
+    at: Option<u64>,
+    sink: &mut Sink,
+) {
+    let Some(Value::String(id)) = value else {
+        return;
+    };
+    if refs.pseudonymised && !crate::pseudonym::is_pseudonym(id) {
+        keys(
+            sink,
+            entry,
+            at,
+            format!("participant_id {id:?} is not a pseudonym, yet batch.json says pseudonymised"),
+        );
+    }
 }
 
 /// Checks by-task lines; returns each task's position in task order.
@@ -326,6 +397,7 @@ fn check_by_task(
                     "a response's `submission_id` or `participant_id` is not a string".to_owned(),
                 );
             }
+            check_pseudonym(response.get("participant_id"), refs, BY_TASK, at, sink);
             let submission_id = submission_id.unwrap_or_default();
             let key = check_response(response, submission_id, BY_TASK, at, refs, sink);
             let key = (submission_id.to_owned(), key.0, key.1, key.2);
@@ -400,6 +472,7 @@ fn check_by_submission<'v>(
                 "`participant_id` is not a string".to_owned(),
             );
         }
+        check_pseudonym(object.get("participant_id"), refs, BY_SUBMISSION, at, sink);
         let Some(submission_id) = object.get("submission_id").and_then(Value::as_str) else {
             keys(
                 sink,
@@ -549,6 +622,17 @@ fn check_response(
     if kind == "file_upload" {
         let prefix = format!("files/{}_", safe_prefix(submission_id));
         for item in answer {
+            if refs.files_omitted {
+                if item.get("path") != Some(&Value::Null) {
+                    keys(
+                        sink,
+                        entry,
+                        at,
+                        format!("an upload answer of response {id:?} has no `\"path\": null`, yet the archive was made without files"),
+                    );
+                }
+                continue;
+            }
             let path = item.get("path").and_then(Value::as_str);
             let Some(path) = path else {
                 keys(
@@ -685,6 +769,14 @@ fn check_counts(
     responses: usize,
     sink: &mut Sink,
 ) {
+    if parsed.files_omitted && files > 0 {
+        sink.push(
+            VerifyProblemKind::Layout,
+            Some(BATCH),
+            None,
+            format!("{files} files/ entries, yet `export.files` says the files were omitted"),
+        );
+    }
     let Some(counts) = &parsed.counts else {
         return;
     };

@@ -9,4 +9,5 @@ mod embedding;
 mod filters;
 mod golden;
 mod names;
+mod options;
 mod refusals;

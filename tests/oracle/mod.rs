@@ -6,6 +6,7 @@
 //! are seeded, so a failure names a seed that reproduces it.
 
 mod random_dump;
+mod tables;
 
 use std::path::Path;
 use std::process::Command;

@@ -361,9 +361,16 @@ pub fn run_readme_example(archive: &Path) {
         .flat_map(|l| l["responses"].as_array().unwrap().clone())
         .map(|r| r["answer"].as_array().unwrap().len())
         .sum();
-    let expected = format!(
+    let mut expected = format!(
         "{} submissions\n{} tasks\n{} responses\n{answers} answers\n",
         counts["submissions"], counts["tasks"], counts["responses"]
     );
+    // With tables, the README's second block loads them and counts rows.
+    if let Some(rows) = counts.get("responses_csv_rows") {
+        expected += &format!(
+            "{rows} rows in responses.csv\n{} rows in codebook.csv\n",
+            counts["codebook_csv_rows"]
+        );
+    }
     assert_eq!(printed, expected, "the README example printed other counts");
 }

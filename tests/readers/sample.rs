@@ -41,3 +41,18 @@ fn the_sample_readme_example_runs_and_prints_the_counts() {
     let archive = build_verified(&sample_dump(), dir.path());
     dumps::run_readme_example(&archive);
 }
+
+#[test]
+fn the_readme_examples_run_on_an_archive_with_every_option() {
+    let dir = tempfile::tempdir().unwrap();
+    let archive = dir.path().join("options.zip");
+    let options = ExportOptions::new()
+        .tables(true)
+        .include_files(false)
+        .pseudonymise(b"key");
+    Dump::open(sample_dump())
+        .unwrap()
+        .export_to_path(&archive, &options)
+        .unwrap();
+    dumps::run_readme_example(&archive);
+}

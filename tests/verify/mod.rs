@@ -293,3 +293,5 @@ fn the_command_exits_0_1_or_2() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
+
+mod options;
