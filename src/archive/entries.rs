@@ -203,7 +203,10 @@ fn write_response(
         // Without files every upload item's path is `null`.
         let path = file_keys.get(i).and_then(Option::as_ref).and_then(|key| {
             if pivot.include_files {
-                pivot.paths.get(key.as_str()).map(|path| RawJson::string(path))
+                pivot
+                    .paths
+                    .get(key.as_str())
+                    .map(|path| RawJson::string(path))
             } else {
                 RawJson::parse("null").ok()
             }
