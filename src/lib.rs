@@ -8,6 +8,8 @@
 //!
 //! # Layout
 //!
+//! The layers, and what each module may import, are in `docs/architecture.md`.
+//!
 //! - [`model`]: the records (batch, instructions, tasks, submissions, responses,
 //!   uploads), where each came from, and the borrowed line object they are read through
 //! - [`dump`]: reading a dump directory into records, line by line; [`DirBlobSource`]

@@ -2,6 +2,8 @@
 
 mod common;
 
+mod architecture;
+
 mod build;
 mod oracle;
 mod readers;

@@ -1,13 +1,16 @@
-//! Checking and exporting a dump read from a directory.
+//! Checking, exporting and verifying against a dump read from a directory.
 
 use std::io::{Seek, Write};
 use std::path::Path;
 
 use super::Dump;
 use crate::archive::{self, ExportSummary};
+use crate::blob::BlobSource;
 use crate::error::Error;
 use crate::export::{export_records, export_records_to_path};
+use crate::model::Records;
 use crate::options::ExportOptions;
+use crate::verify::Expected;
 
 impl Dump {
     /// Checks the dump against the contract without writing anything,
@@ -53,5 +56,18 @@ impl Dump {
             return Err(Error::Refused(problems.clone()));
         };
         export_records(records, origins, problems, &self.blobs(), out, options)
+    }
+}
+
+impl Expected for Dump {
+    fn checked_records(&self) -> Result<&Records, Error> {
+        self.check()?;
+        let (records, _, problems) = self.parts();
+        // A dump without records has a problem listed, so its check failed.
+        records.ok_or_else(|| Error::Refused(problems.clone()))
+    }
+
+    fn upload_bytes(&self) -> Box<dyn BlobSource + '_> {
+        Box::new(self.blobs())
     }
 }

@@ -5,6 +5,24 @@
 //! JSON (by line id and by response id, so a problem names what is missing,
 //! extra or altered); uploads are compared by SHA-256, streamed from the
 //! blob source, so nothing large is held in memory or written to disk.
+//!
+//! # Why this step shares the writer's code
+//!
+//! This is the one step of `verify` that calls the writer (`pivot::pivot`
+//! and `archive::text_entries`), and on purpose: it answers "does this
+//! archive hold these records", not "does it follow the contract". The
+//! contract's rules are checked from the archive alone, by code that does
+//! not share the writer's: the ZIP structure (`zipfmt`, our own parser),
+//! the layout, and the views (`views`: every key, both orders, the views
+//! agreeing with each other, every `path` and `files/` entry, the counts).
+//! A second derivation of the views from records here would be a second
+//! writer to keep in step with the first, for every export option, and
+//! would catch nothing those checks do not: an archive the writer got
+//! wrong fails them whatever records it is compared with. The independent
+//! derivation of the views from records is the Python oracle of the tests
+//! (`tests/oracle`), which the writer's archives of random dumps must match
+//! line for line; what it shows of the writer holds for what this step
+//! expects.
 
 use std::collections::{HashMap, HashSet};
 use std::io::{self, Read};

@@ -24,7 +24,8 @@
 //!    (`tables`): one row per answer item with the views' values, one
 //!    codebook row per instruction and option.
 //! 5. With expected records (`expected`): the same entries, the same parsed
-//!    JSON, the same README, the same upload bytes.
+//!    JSON, the same README, the same upload bytes. Only this step builds
+//!    what it expects with the writer's own code; `expected` says why.
 //!
 //! # Example
 //!
@@ -52,7 +53,6 @@ use std::io::{self, Read, Seek};
 pub use problems::{Report, VerifyProblem, VerifyProblemKind, VERIFY_PROBLEM_CAP};
 
 use crate::blob::BlobSource;
-use crate::dump::Dump;
 use crate::error::{Error, Problems};
 use crate::model::Records;
 use problems::Sink;
@@ -113,17 +113,26 @@ pub fn verify_against<R: Read + Seek>(
     run(&mut archive, Some((records, blobs)))
 }
 
-/// Checks an archive against the contract and against a dump directory.
-pub fn verify_against_dump<R: Read + Seek>(
+/// Checks an archive against the contract and against a dump directory
+/// (a [`Dump`](crate::Dump), or any other [`Expected`] source).
+pub fn verify_against_dump<R: Read + Seek, D: Expected + ?Sized>(
     mut archive: R,
-    dump: &Dump,
+    dump: &D,
 ) -> Result<Report, VerifyError> {
-    dump.check().map_err(VerifyError::Expected)?;
-    let Some(records) = dump.records() else {
-        unreachable!("a dump that passes its check has records");
-    };
-    let blobs = dump.blobs();
-    run(&mut archive, Some((records, &blobs)))
+    let records = dump.checked_records().map_err(VerifyError::Expected)?;
+    let blobs = dump.upload_bytes();
+    run(&mut archive, Some((records, &*blobs)))
+}
+
+/// Records read from somewhere, with their upload bytes, that an archive is
+/// compared against. The dump reader implements it for its `Dump`; it is a
+/// trait so that the verifier does not depend on the reader.
+pub trait Expected {
+    /// The records, checked as a build would check them: refused records
+    /// are an error.
+    fn checked_records(&self) -> Result<&Records, Error>;
+    /// Where the records' upload bytes are.
+    fn upload_bytes(&self) -> Box<dyn BlobSource + '_>;
 }
 
 /// What reading the entries produced for the later steps.
