@@ -315,7 +315,7 @@ fn the_scanner_finds_grouped_inline_and_reexported_imports_and_skips_comments() 
                 "{path}: {found:?}"
             ),
             None => assert!(
-                found.is_empty(),
+                !found.iter().any(|f| f.starts_with(&module)),
                 "{path}: comments are not imports: {found:?}"
             ),
         }
