@@ -28,6 +28,10 @@ pub mod route {
     pub const EXPORT: &str = "/api/v1/data-collection/batches/{batch_id}/export/{export_id}";
     /// A signed download link's path (its query carries `expires` and `signature`).
     pub const DOWNLOAD: &str = "/api/v1/data-collection/exports/{export_id}/download";
+    /// Liveness: 200 when the job store answers.
+    pub const HEALTHZ: &str = "/healthz";
+    /// The Prometheus text format.
+    pub const METRICS: &str = "/metrics";
 }
 
 /// The path of a batch's exports ([`route::EXPORTS`]).

@@ -38,9 +38,42 @@ pub struct ServeArgs {
     /// How many exports are built at once.
     #[arg(long, default_value_t = 1)]
     workers: usize,
+    /// Log lines as text, or as one JSON object per line. Which lines:
+    /// RUST_LOG (default info).
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+/// How log lines are written to standard error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    /// For people: time, level, message, fields.
+    Text,
+    /// For machines: one JSON object per line.
+    Json,
+}
+
+/// Sends the library's `tracing` events to standard error, filtered by
+/// `RUST_LOG` (default `info`).
+fn init_logging(format: LogFormat) {
+    use std::io::IsTerminal;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    // A second subscriber (never the case in the binary) is not an error
+    // worth stopping for; the first one keeps logging.
+    let _ = match format {
+        LogFormat::Text => builder
+            .with_ansi(std::io::stderr().is_terminal())
+            .try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    };
 }
 
 pub fn run(args: ServeArgs) -> anyhow::Result<u8> {
+    init_logging(args.log_format);
     std::fs::create_dir_all(&args.state)
         .with_context(|| format!("creating state folder {}", args.state.display()))?;
     let catalog = Catalog::new(&args.data);
@@ -73,7 +106,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<u8> {
     let jobs = Jobs::open(config, Arc::new(DumpBuilder), Arc::new(SystemClock))
         .with_context(|| format!("opening the job store in {}", args.state.display()))?;
     for fix in jobs.recovered() {
-        eprintln!("state folder: {}", printable(&fix.to_string()));
+        tracing::warn!(fix = %printable(&fix.to_string()), "state folder repaired");
     }
     let mut service = Service::new(jobs, catalog, tokens, signer);
     if let Some(url) = args.public_url {
@@ -92,18 +125,19 @@ pub fn run(args: ServeArgs) -> anyhow::Result<u8> {
         for batch in &batches {
             // Ids come from the dumps' batch.json: a CR or LF in one must
             // not start a log line of its own.
-            eprintln!(
-                "batch {} (workspace {}) from {}",
-                printable(&batch.id),
-                printable(&batch.workspace_id),
-                printable(&batch.dir.display().to_string())
+            tracing::info!(
+                batch_id = %printable(&batch.id),
+                workspace_id = %printable(&batch.workspace_id),
+                dir = %printable(&batch.dir.display().to_string()),
+                "batch found"
             );
         }
-        eprintln!("serving http://{addr}/api/v1/data-collection/ (Ctrl-C to stop)");
+        tracing::info!(address = %addr, "serving http://{addr}/api/v1/data-collection/ (Ctrl-C to stop)");
         http::serve(listener, service, stop_signal())
             .await
             .context("serving")
     })?;
+    tracing::info!("stopped");
     Ok(EXIT_OK)
 }
 

@@ -27,12 +27,15 @@ pub mod auth;
 mod download;
 mod routes;
 pub mod signing;
+mod telemetry;
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::routing::get;
+use axum::handler::Handler;
+use axum::http::Method;
+use axum::routing::{on, MethodFilter, MethodRouter};
 use axum::Router;
 use tokio::net::TcpListener;
 
@@ -53,12 +56,14 @@ pub struct Service {
     signer: Arc<Signer>,
     public_url: Option<Arc<str>>,
     link_ttl: Duration,
+    telemetry: Arc<telemetry::Telemetry>,
 }
 
 impl Service {
     /// A service exporting the batches of `catalog` through `jobs`.
     pub fn new(jobs: Jobs, catalog: Catalog, tokens: Tokens, signer: Signer) -> Service {
         Service {
+            telemetry: Arc::new(telemetry::Telemetry::new(jobs.metrics())),
             jobs,
             catalog,
             tokens: Arc::new(tokens),
@@ -88,14 +93,58 @@ impl Service {
     }
 }
 
-/// The service's routes.
+/// Every route of the service, `(method, path template)`: what [`router`]
+/// serves, and what `docs/openapi.json` must describe.
+pub fn endpoints() -> Vec<(Method, &'static str)> {
+    table()
+        .into_iter()
+        .map(|(method, path, _)| (method, path))
+        .collect()
+}
+
+/// The one table the router is built from, so [`endpoints`] cannot
+/// drift from what is served.
+fn table() -> Vec<(Method, &'static str, MethodRouter<Service>)> {
+    vec![
+        at(Method::POST, route::EXPORTS, routes::request),
+        at(Method::GET, route::EXPORTS, routes::list),
+        at(Method::GET, route::EXPORT, routes::status),
+        at(Method::DELETE, route::EXPORT, routes::delete),
+        at(Method::GET, route::DOWNLOAD, download::download),
+        at(Method::GET, route::HEALTHZ, telemetry::healthz),
+        at(Method::GET, route::METRICS, telemetry::metrics),
+    ]
+}
+
+/// One row of the table: `handler` answers `method` on `path`.
+fn at<H, T>(
+    method: Method,
+    path: &'static str,
+    handler: H,
+) -> (Method, &'static str, MethodRouter<Service>)
+where
+    H: Handler<T, Service>,
+    T: 'static,
+{
+    // Every method of the table is a standard one, which always converts.
+    let filter = MethodFilter::try_from(method.clone()).unwrap_or(MethodFilter::GET);
+    (method, path, on(filter, handler))
+}
+
+/// The service's routes, each request logged and counted.
 pub fn router(service: Service) -> Router {
-    Router::new()
-        .route(route::EXPORTS, get(routes::list).post(routes::request))
-        .route(route::EXPORT, get(routes::status).delete(routes::delete))
-        .route(route::DOWNLOAD, get(download::download))
+    let mut router = Router::new();
+    for (_, path, handler) in table() {
+        // Routes of one path merge into one method router.
+        router = router.route(path, handler);
+    }
+    router
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            service.clone(),
+            telemetry::observe,
+        ))
         .with_state(service)
 }
 

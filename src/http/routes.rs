@@ -199,7 +199,10 @@ pub(super) async fn request(
             Requested::Ready(_) => StatusCode::OK,
             Requested::Started(_) | Requested::Running(_) => StatusCode::ACCEPTED,
         };
-        Ok((status, Json(service.status_body(requested.job()))).into_response())
+        let mut response = (status, Json(service.status_body(requested.job()))).into_response();
+        let logged = super::telemetry::LoggedExport(requested.job().id.clone());
+        response.extensions_mut().insert(logged);
+        Ok(response)
     })
     .await
 }

@@ -13,12 +13,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
+use std::time::Instant;
 
 use super::reason::{failure_reason, redact_paths};
 use super::recovery::{self, Recovery};
 use super::store::Store;
 use super::{
-    filter, fingerprint, BatchInfo, BuildJob, Builder, Clock, Job, JobError, JobStatus, JobsConfig,
+    filter, fingerprint, BatchInfo, BuildJob, BuildMetrics, Builder, Clock, Job, JobError,
+    JobStatus, JobsConfig,
 };
 use crate::error::display_chain;
 use crate::ExportFilter;
@@ -66,6 +68,7 @@ struct Shared {
     config: JobsConfig,
     builder: Arc<dyn Builder>,
     clock: Arc<dyn Clock>,
+    metrics: BuildMetrics,
     // Set on shutdown: builds are cancelled and their jobs left generating,
     // as a crash would, to be resumed by the next start.
     stopping: Arc<AtomicBool>,
@@ -101,6 +104,7 @@ impl Jobs {
             config,
             builder,
             clock,
+            metrics: BuildMetrics::default(),
             stopping: Arc::new(AtomicBool::new(false)),
         });
         let (sender, receiver) = mpsc::channel::<String>();
@@ -186,7 +190,20 @@ impl Jobs {
         store.insert(&job)?;
         drop(store);
         if job.status == JobStatus::Generating {
+            tracing::info!(
+                export_id = %job.id,
+                batch_id = ?job.batch_id,
+                filter = %job.filter_key(),
+                "job queued"
+            );
             self.enqueue(&job.id);
+        } else {
+            tracing::warn!(
+                export_id = %job.id,
+                batch_id = ?job.batch_id,
+                reason = job.error.as_deref().unwrap_or_default(),
+                "job failed"
+            );
         }
         Ok(Requested::Started(job))
     }
@@ -248,6 +265,16 @@ impl Jobs {
         &self.inner.recovered
     }
 
+    /// How many jobs each status has; an error when the store does not answer.
+    pub fn count_by_status(&self) -> Result<Vec<(JobStatus, u64)>, JobError> {
+        self.inner.shared.lock_store().count_by_status()
+    }
+
+    /// The engine's build measurements (shared handles).
+    pub fn metrics(&self) -> &BuildMetrics {
+        &self.inner.shared.metrics
+    }
+
     /// The clock the engine reads.
     pub fn clock(&self) -> &Arc<dyn Clock> {
         &self.inner.shared.clock
@@ -287,9 +314,21 @@ impl Jobs {
                     job.attempts
                 );
                 store.fail(&job.id, shared.clock.now(), &reason)?;
+                tracing::warn!(
+                    export_id = %job.id,
+                    batch_id = ?job.batch_id,
+                    attempts = job.attempts,
+                    "job failed: interrupted by restarts too often"
+                );
             } else {
                 store.bump_attempts(&job.id)?;
                 drop(store);
+                tracing::info!(
+                    export_id = %job.id,
+                    batch_id = ?job.batch_id,
+                    attempt = job.attempts + 1,
+                    "job rebuilt after restart"
+                );
                 self.enqueue(&job.id);
             }
         }
@@ -346,17 +385,44 @@ fn run(shared: &Shared, export_id: &str) -> Result<(), JobError> {
         cancel: &shared.stopping,
         threads: shared.config.build_threads,
     };
+    tracing::info!(export_id, batch_id = ?job.batch_id, attempt = job.attempts, "job started");
+    let started = Instant::now();
     let result = catch_unwind(AssertUnwindSafe(|| shared.builder.build(&build)));
+    let took = started.elapsed();
     let now = shared.clock.now();
     let store = shared.lock_store();
-    match result {
+    let failure = match result {
         Ok(Ok(())) => match fs::metadata(&output) {
-            Ok(meta) => store.complete(export_id, now, meta.len()),
-            Err(e) => store.fail(export_id, now, &format!("the archive is missing: {e}")),
+            Ok(meta) => {
+                store.complete(export_id, now, meta.len())?;
+                shared.metrics.completed(took, meta.len());
+                tracing::info!(
+                    export_id,
+                    batch_id = ?job.batch_id,
+                    duration_ms = took.as_millis() as u64,
+                    bytes = meta.len(),
+                    "job finished"
+                );
+                return Ok(());
+            }
+            Err(e) => format!("the archive is missing: {e}"),
         },
         // Stopped by shutdown: leave it generating for the next start.
-        Ok(Err(_)) if shared.stopping.load(Ordering::SeqCst) => Ok(()),
-        Ok(Err(err)) => store.fail(export_id, now, &failure_reason(&err, &job.dump_dir)),
-        Err(_) => store.fail(export_id, now, "the build crashed"),
-    }
+        Ok(Err(_)) if shared.stopping.load(Ordering::SeqCst) => {
+            tracing::info!(export_id, batch_id = ?job.batch_id, "job interrupted by shutdown");
+            return Ok(());
+        }
+        Ok(Err(err)) => failure_reason(&err, &job.dump_dir),
+        Err(_) => "the build crashed".to_owned(),
+    };
+    store.fail(export_id, now, &failure)?;
+    shared.metrics.failed(took);
+    tracing::warn!(
+        export_id,
+        batch_id = ?job.batch_id,
+        duration_ms = took.as_millis() as u64,
+        reason = %failure,
+        "job failed"
+    );
+    Ok(())
 }

@@ -14,6 +14,10 @@
 //!   is built again (builds are deterministic and atomic, so a rebuild is
 //!   safe), or marked failed once it was interrupted too often.
 //!
+//! Every transition (queued, started, complete, failed, rebuilt after a
+//! restart) is one `tracing` event with the export and batch ids; builds
+//! are measured in [`BuildMetrics`].
+//!
 //! Builds run on a fixed pool of worker threads, through a [`Builder`] so
 //! tests can slow or stop them; the time comes from a [`Clock`].
 //!
@@ -31,6 +35,7 @@ pub mod clock;
 mod engine;
 pub mod filter;
 pub mod fingerprint;
+pub mod metrics;
 pub mod reason;
 pub mod recovery;
 pub mod store;
@@ -47,6 +52,7 @@ pub use catalog::{BatchInfo, Catalog};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use engine::{Jobs, Requested};
 pub use fingerprint::fingerprint;
+pub use metrics::BuildMetrics;
 pub use recovery::Recovery;
 
 use crate::filter::FilterError;

@@ -135,6 +135,26 @@ impl Store {
         Ok(n as usize)
     }
 
+    /// How many jobs each status has (every status, zeros included); also
+    /// the service's health check, since it needs the database to answer.
+    pub fn count_by_status(&self) -> Result<Vec<(JobStatus, u64)>, JobError> {
+        let mut statement = self
+            .conn
+            .prepare_cached("SELECT status, COUNT(*) FROM jobs GROUP BY status")?;
+        let rows = statement.query_map([], |row| {
+            Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?))
+        })?;
+        let mut counts: Vec<(JobStatus, u64)> = JobStatus::ALL.iter().map(|&s| (s, 0)).collect();
+        for row in rows {
+            let (status, n) = row?;
+            let status = status_of(&status);
+            if let Some(slot) = counts.iter_mut().find(|(s, _)| *s == status) {
+                slot.1 += n as u64;
+            }
+        }
+        Ok(counts)
+    }
+
     /// Every job left generating, oldest first.
     pub fn all_generating(&self) -> Result<Vec<Job>, JobError> {
         let sql =

@@ -7,6 +7,7 @@ mod client;
 mod hostile;
 mod jobs;
 mod links;
+mod logs;
 mod process;
 
 use std::path::{Path, PathBuf};

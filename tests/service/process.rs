@@ -11,17 +11,23 @@ use std::time::Duration;
 use super::*;
 
 /// A running `serve` and the lines of its standard error.
-struct ServeProcess {
+pub(super) struct ServeProcess {
     child: Child,
     lines: Receiver<String>,
     /// Every line read so far, up to the "serving" line.
-    startup: Vec<String>,
-    base: String,
+    pub(super) startup: Vec<String>,
+    pub(super) base: String,
 }
 
 impl ServeProcess {
     /// Starts `serve` on a free port and waits for its "serving" line.
     fn start(data: &Path, state: &Path) -> ServeProcess {
+        ServeProcess::start_with(data, state, &[])
+    }
+
+    /// [`Self::start`] with more arguments, and `RUST_LOG` unset so the
+    /// default level holds.
+    pub(super) fn start_with(data: &Path, state: &Path, args: &[&str]) -> ServeProcess {
         let tokens = state.join("test-tokens.json");
         let file = format!(r#"{{"tokens": [{{"token": "{TOKEN}", "workspaces": ["*"]}}]}}"#);
         fs::write(&tokens, file).unwrap();
@@ -34,6 +40,8 @@ impl ServeProcess {
             .arg("--tokens")
             .arg(&tokens)
             .args(["--listen", "127.0.0.1:0"])
+            .args(args)
+            .env_remove("RUST_LOG")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -62,7 +70,8 @@ impl ServeProcess {
                 .lines
                 .recv_timeout(Duration::from_secs(60))
                 .unwrap_or_else(|_| panic!("serve did not start: {:#?}", serve.startup));
-            if let Some(rest) = line.strip_prefix("serving http://") {
+            // The log line's prefix (time, level) or JSON wrapping aside.
+            if let Some((_, rest)) = line.split_once("serving http://") {
                 let addr = rest.split('/').next().unwrap();
                 serve.base = format!("http://{addr}");
             }
@@ -71,7 +80,22 @@ impl ServeProcess {
         serve
     }
 
-    fn export_url(&self) -> String {
+    /// Stops the service with SIGTERM, as a service manager does, and
+    /// returns every line it wrote.
+    pub(super) fn stop(mut self) -> Vec<String> {
+        // SAFETY: kill(2) on our own child's pid, with a plain signal number.
+        unsafe {
+            libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM);
+        }
+        let status = self.child.wait().unwrap();
+        assert!(status.success(), "serve exited with {status}");
+        // The reader thread ends, closing the channel, at the pipe's end.
+        let mut lines = std::mem::take(&mut self.startup);
+        lines.extend(self.lines.iter());
+        lines
+    }
+
+    pub(super) fn export_url(&self) -> String {
         format!(
             "{}/api/v1/data-collection/batches/{BATCH}/export",
             self.base
@@ -98,7 +122,7 @@ fn startup_logs_escape_batch_ids() {
     let batch_lines: Vec<&String> = serve
         .startup
         .iter()
-        .filter(|line| line.starts_with("batch "))
+        .filter(|line| line.contains("batch found"))
         .collect();
     // One line per batch: the sample's and the hostile one.
     assert_eq!(batch_lines.len(), 2, "{:#?}", serve.startup);
@@ -107,8 +131,8 @@ fn startup_logs_escape_batch_ids() {
         .find(|line| line.contains("b-1"))
         .unwrap();
     assert!(
-        line.starts_with(
-            r"batch b-1\r\nbatch fake-batch (workspace ws-x) from /etc (workspace ws\u{202e}-1)"
+        line.contains(
+            r"batch_id=b-1\r\nbatch fake-batch (workspace ws-x) from /etc workspace_id=ws\u{202e}-1"
         ),
         "{line}"
     );
