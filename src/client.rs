@@ -9,17 +9,23 @@
 //!   the POST, so a server that always answers `202` works too;
 //! - polls every [`ClientConfig::poll_interval`] until the job completes,
 //!   fails, or [`ClientConfig::timeout`] passes;
+//! - gives every request its own deadline ([`ClientConfig::request_timeout`]),
+//!   and never waits past [`ClientConfig::timeout`] for the export, even
+//!   when a server accepts a request and never answers it;
 //! - downloads into a temporary file beside the destination and renames it
-//!   into place only when every byte has arrived;
+//!   into place only when every byte has arrived and the file ends with
+//!   ZIP end records (the `download` module has the details); an existing
+//!   folder as the output is refused before anything is requested;
 //! - sends the token to the API only, never to the download link;
 //! - talks HTTPS only, except plain HTTP to a loopback address;
 //! - resumes an interrupted download with a `Range` request, and re-polls
 //!   for a fresh link when the one in hand was refused (expired).
 
-use std::fs::File;
-use std::io::{self, Read, Seek, SeekFrom, Write};
+mod download;
+
+use std::io;
 use std::net::IpAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use crate::wire::{self, ErrorBody, ExportQuery, ExportState, StatusBody};
@@ -55,10 +61,10 @@ pub enum ClientError {
         /// The server's reason.
         reason: String,
     },
-    /// The export was not ready in time.
-    #[error("export {export_id} still generating after {}s; giving up", waited.as_secs())]
+    /// The export was not ready in time (or the request got no answer).
+    #[error("{} after {}s; giving up", waiting_for(export_id), waited.as_secs())]
     Timeout {
-        /// The job.
+        /// The job; empty when the request itself went unanswered.
         export_id: String,
         /// How long the client waited.
         waited: Duration,
@@ -95,6 +101,22 @@ pub enum ClientError {
         /// What went wrong.
         message: String,
     },
+    /// The download is not a whole ZIP archive: cut short, or something
+    /// else entirely.
+    #[error("the download is not a whole ZIP archive: {message}")]
+    NotAnArchive {
+        /// What is wrong with it.
+        message: String,
+    },
+    /// The output path cannot take the archive; found before anything
+    /// was requested.
+    #[error("cannot write the archive to {path}: {reason}")]
+    BadOutput {
+        /// The path.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
     /// Writing the archive failed.
     #[error("{path}")]
     Io {
@@ -112,15 +134,17 @@ pub struct ClientConfig {
     token: String,
     poll_interval: Duration,
     timeout: Duration,
+    request_timeout: Duration,
 }
 
 impl std::fmt::Debug for ClientConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // The token stays out of logs and panic messages.
         f.debug_struct("ClientConfig")
-            .field("api_url", &self.api_url)
+            .field("api_url", &shown_text(&self.api_url))
             .field("poll_interval", &self.poll_interval)
             .field("timeout", &self.timeout)
+            .field("request_timeout", &self.request_timeout)
             .finish_non_exhaustive()
     }
 }
@@ -134,6 +158,7 @@ impl ClientConfig {
             token: token.into(),
             poll_interval: Duration::from_secs(3),
             timeout: Duration::from_secs(3600),
+            request_timeout: Duration::from_secs(30),
         }
     }
 
@@ -143,9 +168,19 @@ impl ClientConfig {
         self
     }
 
-    /// How long to wait for the export to complete. Default 1 hour.
+    /// How long to wait for the export to complete, from the request to
+    /// the poll that finds it complete (the download is not counted: it
+    /// only may not stall). Default 1 hour.
     pub fn timeout(mut self, timeout: Duration) -> ClientConfig {
         self.timeout = timeout;
+        self
+    }
+
+    /// The deadline of each request: an API request must be answered
+    /// within it, a download must connect and then receive something
+    /// within it at every read. Default 30 seconds.
+    pub fn request_timeout(mut self, timeout: Duration) -> ClientConfig {
+        self.request_timeout = timeout;
         self
     }
 }
@@ -210,10 +245,12 @@ pub struct Downloaded {
     pub export_id: String,
 }
 
-/// The client: cheap to build, holds a connection pool.
+/// The client: cheap to build, holds a connection pool for the API.
 pub struct Client {
     config: ClientConfig,
     agent: ureq::Agent,
+    // Keeps no connection idle: see `download`.
+    download_agent: ureq::Agent,
 }
 
 impl std::fmt::Debug for Client {
@@ -229,14 +266,26 @@ impl Client {
     /// over the network.
     pub fn new(config: ClientConfig) -> Result<Client, ClientError> {
         check_url(&config.api_url)?;
+        let connect = config.request_timeout.min(Duration::from_secs(15));
+        // Never follow a redirect: it could lead the token (API) or the
+        // download somewhere this client has not checked. API requests get
+        // their deadline each (a pooled connection has no read timeout).
         let agent = ureq::AgentBuilder::new()
-            .timeout_connect(Duration::from_secs(15))
-            .timeout_read(Duration::from_secs(60))
-            // Never follow a redirect: it could lead the token (API) or
-            // the download somewhere this client has not checked.
+            .timeout_connect(connect)
             .redirects(0)
             .build();
-        Ok(Client { config, agent })
+        let download_agent = ureq::AgentBuilder::new()
+            .timeout_connect(connect)
+            .timeout_read(config.request_timeout)
+            .timeout_write(config.request_timeout)
+            .max_idle_connections(0)
+            .redirects(0)
+            .build();
+        Ok(Client {
+            config,
+            agent,
+            download_agent,
+        })
     }
 
     /// Requests the export, waits for it and downloads it.
@@ -245,8 +294,17 @@ impl Client {
         request: &ExportRequest,
         progress: &mut dyn FnMut(ClientEvent),
     ) -> Result<Downloaded, ClientError> {
+        download::check_output(request)?;
         let started = Instant::now();
-        let mut status = self.post(request)?;
+        let deadline = started + self.config.timeout;
+        let timed_out = |err: ClientError, export_id: &str| match err {
+            ClientError::Transport { .. } if Instant::now() >= deadline => ClientError::Timeout {
+                export_id: export_id.to_owned(),
+                waited: started.elapsed(),
+            },
+            err => err,
+        };
+        let mut status = self.post(request, deadline).map_err(|e| timed_out(e, ""))?;
         let export_id = status.export_id.clone().unwrap_or_default();
         progress(ClientEvent::Requested {
             export_id: export_id.clone(),
@@ -272,7 +330,9 @@ impl Client {
             }
             progress(ClientEvent::Generating { elapsed: waited });
             std::thread::sleep(self.config.poll_interval.min(self.config.timeout - waited));
-            status = self.poll(&request.batch_id, &export_id)?;
+            status = self
+                .poll(&request.batch_id, &export_id, Some(deadline))
+                .map_err(|e| timed_out(e, &export_id))?;
         }
         self.download(request, &export_id, status, progress)
     }
@@ -281,23 +341,28 @@ impl Client {
     fn api(&self, path: &str) -> Result<url::Url, ClientError> {
         let text = format!("{}{path}", self.config.api_url);
         url::Url::parse(&text).map_err(|e| ClientError::Transport {
-            url: text,
+            url: shown_text(&text),
             message: e.to_string(),
         })
     }
 
-    fn post(&self, request: &ExportRequest) -> Result<StatusBody, ClientError> {
+    fn post(&self, request: &ExportRequest, deadline: Instant) -> Result<StatusBody, ClientError> {
         let mut url = self.api(&wire::exports_path(&request.batch_id))?;
         let mut pairs = request.query.pairs().peekable();
         if pairs.peek().is_some() {
             url.query_pairs_mut().extend_pairs(pairs);
         }
-        self.call_api("POST", url, &request.batch_id)
+        self.call_api("POST", url, &request.batch_id, Some(deadline))
     }
 
-    fn poll(&self, batch_id: &str, export_id: &str) -> Result<StatusBody, ClientError> {
+    fn poll(
+        &self,
+        batch_id: &str,
+        export_id: &str,
+        deadline: Option<Instant>,
+    ) -> Result<StatusBody, ClientError> {
         let url = self.api(&wire::export_path(batch_id, export_id))?;
-        self.call_api("GET", url, batch_id)
+        self.call_api("GET", url, batch_id, deadline)
     }
 
     fn call_api(
@@ -305,10 +370,22 @@ impl Client {
         method: &'static str,
         url: url::Url,
         batch_id: &str,
+        deadline: Option<Instant>,
     ) -> Result<StatusBody, ClientError> {
+        let mut limit = self.config.request_timeout;
+        if let Some(deadline) = deadline {
+            limit = limit.min(deadline.saturating_duration_since(Instant::now()));
+        }
+        if limit.is_zero() {
+            return Err(ClientError::Transport {
+                url: shown(&url),
+                message: "no time left for the request".to_owned(),
+            });
+        }
         let answer = self
             .agent
             .request_url(method, &url)
+            .timeout(limit)
             .set("Authorization", &format!("Token {}", self.config.token))
             .call();
         let response = match answer {
@@ -322,225 +399,23 @@ impl Client {
             Err(err) => return Err(failure(method, &url, err)),
         };
         serde_json::from_reader(response.into_reader()).map_err(|e| ClientError::Transport {
-            url: bare(&url),
+            url: shown(&url),
             message: format!("unreadable answer: {e}"),
         })
     }
 
     fn protocol(&self, message: &str) -> ClientError {
         ClientError::Transport {
-            url: self.config.api_url.clone(),
+            url: shown_text(&self.config.api_url),
             message: message.to_owned(),
         }
     }
-
-    /// Downloads from the complete `status`'s link into a temporary file,
-    /// resuming and refreshing the link as needed, then renames it.
-    fn download(
-        &self,
-        request: &ExportRequest,
-        export_id: &str,
-        mut status: StatusBody,
-        progress: &mut dyn FnMut(ClientEvent),
-    ) -> Result<Downloaded, ClientError> {
-        let dir = match (&request.output, &request.dir) {
-            (Some(output), _) => parent_of(output),
-            (None, Some(dir)) => dir.clone(),
-            (None, None) => PathBuf::from("."),
-        };
-        let temp = tempfile::Builder::new()
-            .prefix(".batch-export-")
-            .suffix(".part")
-            .tempfile_in(&dir)
-            .map_err(|e| ClientError::Io {
-                path: dir.clone(),
-                source: e,
-            })?;
-        let mut file = temp.as_file();
-        let mut have = 0u64;
-        let (mut refused, mut broken) = (0u32, 0u32);
-        let mut server_name = None;
-        loop {
-            let ExportState::Complete {
-                url: link,
-                expires_at,
-            } = &status.state
-            else {
-                return Err(self.protocol("a complete export went back to generating"));
-            };
-            let link = link.clone();
-            progress(ClientEvent::LinkReady {
-                expires_at: expires_at.clone(),
-            });
-            let url = url::Url::parse(&link).map_err(|e| ClientError::Transport {
-                url: link.clone(),
-                message: e.to_string(),
-            })?;
-            check_url(url.as_str())?;
-            // No Authorization header here: the signature is the credential.
-            let mut get = self.agent.request_url("GET", &url);
-            if have > 0 {
-                get = get.set("Range", &format!("bytes={have}-"));
-            }
-            let response = match get.call() {
-                Ok(response) => response,
-                Err(ureq::Error::Status(403, response)) => {
-                    refused += 1;
-                    if refused >= RETRIES {
-                        return Err(ClientError::LinkRefused {
-                            message: error_message(response),
-                        });
-                    }
-                    progress(ClientEvent::RefreshingLink);
-                    status = self.fresh_link(request, export_id)?;
-                    continue;
-                }
-                Err(ureq::Error::Status(416, _)) if have > 0 => {
-                    // What we hold does not fit the archive: start again.
-                    have = truncate(file, temp.path())?;
-                    continue;
-                }
-                Err(err @ ureq::Error::Status(..)) => return Err(failure("GET", &url, err)),
-                Err(err) => {
-                    broken += 1;
-                    if broken >= RETRIES {
-                        return Err(failure("GET", &url, err));
-                    }
-                    continue;
-                }
-            };
-            if response.status() == 200 && have > 0 {
-                // The server sent the whole file after all.
-                have = truncate(file, temp.path())?;
-            } else if response.status() == 206 && range_start(&response) != Some(have) {
-                return Err(self.protocol("the server answered another range than asked"));
-            }
-            server_name = content_disposition_name(&response).or(server_name);
-            let remaining: Option<u64> = response
-                .header("Content-Length")
-                .and_then(|v| v.parse().ok());
-            let total = remaining.map(|r| r + have);
-            let mut body = response.into_reader();
-            let before = have;
-            let copied = copy(&mut body, &mut file, &mut have, total, progress);
-            if have > before {
-                // Progress was made: only a run of fruitless attempts ends it.
-                (refused, broken) = (0, 0);
-            }
-            match copied {
-                Ok(()) if total.is_none_or(|t| have == t) => break,
-                Ok(()) | Err(CopyError::Read(_)) => {
-                    broken += 1;
-                    if broken >= RETRIES {
-                        let cause = match copied {
-                            Err(CopyError::Read(e)) => e.to_string(),
-                            _ => "the connection closed early".to_owned(),
-                        };
-                        let of = total.map_or(String::new(), |t| format!(" of {t}"));
-                        return Err(ClientError::DownloadBroken {
-                            message: format!("{cause} ({have}{of} bytes arrived)"),
-                        });
-                    }
-                    progress(ClientEvent::Resuming { offset: have });
-                }
-                Err(CopyError::Write(source)) => {
-                    return Err(ClientError::Io {
-                        path: temp.path().to_path_buf(),
-                        source,
-                    })
-                }
-            }
-        }
-        file.sync_all().map_err(|e| ClientError::Io {
-            path: temp.path().to_path_buf(),
-            source: e,
-        })?;
-        // Temporary files are created owner-only; the archive is an
-        // ordinary document, readable like any other download.
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            let _ = file.set_permissions(std::fs::Permissions::from_mode(0o644));
-        }
-        let path = match &request.output {
-            Some(output) => output.clone(),
-            None => dir.join(server_name.unwrap_or_else(|| fallback_name(&request.batch_id))),
-        };
-        temp.persist(&path).map_err(|e| ClientError::Io {
-            path: path.clone(),
-            source: e.error,
-        })?;
-        Ok(Downloaded {
-            path,
-            bytes: have,
-            export_id: export_id.to_owned(),
-        })
-    }
-
-    /// A fresh link: a poll of the job, or a new request if the job went.
-    fn fresh_link(
-        &self,
-        request: &ExportRequest,
-        export_id: &str,
-    ) -> Result<StatusBody, ClientError> {
-        let status = self.poll(&request.batch_id, export_id)?;
-        match status.state {
-            ExportState::Complete { .. } => Ok(status),
-            ExportState::Failed { error } => Err(ClientError::ExportFailed {
-                export_id: export_id.to_owned(),
-                reason: error,
-            }),
-            ExportState::Generating => {
-                Err(self.protocol("a complete export went back to generating"))
-            }
-        }
-    }
-}
-
-enum CopyError {
-    Read(io::Error),
-    Write(io::Error),
-}
-
-/// Copies the body to the file, counting into `have` and reporting.
-fn copy(
-    body: &mut dyn Read,
-    file: &mut &File,
-    have: &mut u64,
-    total: Option<u64>,
-    progress: &mut dyn FnMut(ClientEvent),
-) -> Result<(), CopyError> {
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        let n = match body.read(&mut buf) {
-            Ok(0) => return Ok(()),
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(CopyError::Read(e)),
-        };
-        file.write_all(&buf[..n]).map_err(CopyError::Write)?;
-        *have += n as u64;
-        progress(ClientEvent::Downloading {
-            done: *have,
-            total: total.unwrap_or(*have),
-        });
-    }
-}
-
-fn truncate(mut file: &File, path: &Path) -> Result<u64, ClientError> {
-    file.set_len(0)
-        .and_then(|()| file.seek(SeekFrom::Start(0)).map(|_| ()))
-        .map_err(|e| ClientError::Io {
-            path: path.to_path_buf(),
-            source: e,
-        })?;
-    Ok(0)
 }
 
 /// HTTPS, or plain HTTP to 127.0.0.0/8, `::1` or `localhost`.
 fn check_url(text: &str) -> Result<(), ClientError> {
     let insecure = || ClientError::InsecureUrl {
-        url: text.to_owned(),
+        url: shown_text(text),
     };
     let url = url::Url::parse(text).map_err(|_| insecure())?;
     let loopback = match url.host() {
@@ -556,23 +431,56 @@ fn check_url(text: &str) -> Result<(), ClientError> {
     }
 }
 
-/// A URL without its query string: signatures stay out of messages.
-fn bare(url: &url::Url) -> String {
+/// A URL as messages show it: without its query string (which may hold
+/// a signature) and without `user:password@`.
+fn shown(url: &url::Url) -> String {
     let mut url = url.clone();
     url.set_query(None);
+    url.set_fragment(None);
+    // Only fails for URLs that cannot have credentials in the first place.
+    let _ = url.set_username("");
+    let _ = url.set_password(None);
     url.to_string()
+}
+
+/// [`shown`] of a URL given as text, also when it does not parse.
+fn shown_text(text: &str) -> String {
+    if let Ok(url) = url::Url::parse(text) {
+        return shown(&url);
+    }
+    let text = text.split(['?', '#']).next().unwrap_or_default();
+    match text.split_once("://") {
+        Some((scheme, rest)) => {
+            let authority_end = rest.find('/').unwrap_or(rest.len());
+            let (authority, path) = rest.split_at(authority_end);
+            let host = authority
+                .rsplit_once('@')
+                .map_or(authority, |(_, host)| host);
+            format!("{scheme}://{host}{path}")
+        }
+        None => text.to_owned(),
+    }
+}
+
+/// What a [`ClientError::Timeout`] was waiting for.
+fn waiting_for(export_id: &str) -> String {
+    if export_id.is_empty() {
+        "the export request got no answer".to_owned()
+    } else {
+        format!("export {export_id} still generating")
+    }
 }
 
 fn failure(method: &'static str, url: &url::Url, err: ureq::Error) -> ClientError {
     match err {
         ureq::Error::Status(status, response) => ClientError::Server {
             method,
-            url: bare(url),
+            url: shown(url),
             status,
             message: error_message(response),
         },
         ureq::Error::Transport(transport) => ClientError::Transport {
-            url: bare(url),
+            url: shown(url),
             message: transport.to_string(),
         },
     }
@@ -584,39 +492,6 @@ fn error_message(response: ureq::Response) -> String {
     match serde_json::from_str::<ErrorBody>(&text) {
         Ok(body) => body.error,
         Err(_) => text.chars().take(200).collect(),
-    }
-}
-
-fn range_start(response: &ureq::Response) -> Option<u64> {
-    let value = response.header("Content-Range")?.strip_prefix("bytes ")?;
-    value.split('-').next()?.trim().parse().ok()
-}
-
-/// The server's file name, made safe for this file system; only `.zip`
-/// names are taken, so a hostile server cannot pick the extension.
-fn content_disposition_name(response: &ureq::Response) -> Option<String> {
-    let value = response.header("Content-Disposition")?;
-    let name = value
-        .split("filename=")
-        .nth(1)?
-        .split(';')
-        .next()?
-        .trim()
-        .trim_matches('"');
-    let safe = crate::naming::safe_file_name(name);
-    (safe.ends_with(".zip") && !safe.starts_with('.')).then_some(safe)
-}
-
-/// [`wire::archive_file_name`] at the current time, for a server that
-/// names no file.
-fn fallback_name(batch_id: &str) -> String {
-    wire::archive_file_name(batch_id, time::OffsetDateTime::now_utc())
-}
-
-fn parent_of(path: &Path) -> PathBuf {
-    match path.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
-        _ => PathBuf::from("."),
     }
 }
 
@@ -633,6 +508,26 @@ mod tests {
         assert!(check_url("http://exports.example.org").is_err());
         assert!(check_url("http://10.0.0.1").is_err());
         assert!(check_url("ftp://127.0.0.1").is_err());
+    }
+
+    #[test]
+    fn credentials_in_urls_stay_out_of_messages() {
+        for text in [
+            "http://user:pw@exports.example.org/x?signature=s3cret",
+            "ftp://user:pw@127.0.0.1",
+            "https://user:pw@exa mple/x?signature=s3cret",
+        ] {
+            let shown = shown_text(text);
+            assert!(!shown.contains("pw") && !shown.contains("user"), "{shown}");
+            assert!(!shown.contains("s3cret"), "{shown}");
+        }
+        let err = check_url("http://user:pw@exports.example.org").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "refusing http://exports.example.org/: only https:// (or http:// to a loopback address) is allowed"
+        );
+        let config = ClientConfig::new("https://user:pw@x", "t");
+        assert!(!format!("{config:?}").contains("pw"));
     }
 
     #[test]

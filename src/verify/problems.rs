@@ -154,6 +154,11 @@ impl Sink {
         }
     }
 
+    /// The message of the first problem found, if any.
+    pub(crate) fn first_message(&self) -> Option<&str> {
+        self.problems.first().map(|p| p.message.as_str())
+    }
+
     pub(crate) fn into_report(self, entries: u64, archive_bytes: u64) -> Report {
         Report {
             problems: self.problems,

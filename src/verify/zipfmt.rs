@@ -85,6 +85,35 @@ pub(crate) fn read_structure(
     Ok(Some(entries))
 }
 
+/// Checks the end records alone: the end of central directory record (and
+/// the ZIP64 locator and end record, when present) closes the file and
+/// places a central directory inside it that starts with a central
+/// record. Cheap (it reads the tail and one signature), so the client
+/// runs it on every download before renaming it into place; a download
+/// cut short or a body that is no ZIP at all fails it. `Err` says why.
+pub(crate) fn check_end_records(
+    src: &mut dyn Source,
+    len: u64,
+) -> Result<std::result::Result<(), String>> {
+    let mut sink = Sink::default();
+    let end = find_end(src, len, &mut sink)?;
+    if let Some(message) = sink.first_message() {
+        return Ok(Err(message.to_owned()));
+    }
+    let Some(end) = end else {
+        return Ok(Err("no usable end records".to_owned()));
+    };
+    if end.cd_size > 0 {
+        let first = read_at(src, end.cd_offset, 4)?;
+        if first.is_none_or(|sig| u32_at(&sig, 0) != CENTRAL_SIG) {
+            return Ok(Err(
+                "the central directory does not start with a central record".to_owned(),
+            ));
+        }
+    }
+    Ok(Ok(()))
+}
+
 /// Where the central directory is, from the end records.
 struct End {
     count: u64,

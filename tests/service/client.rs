@@ -207,7 +207,16 @@ async fn flaky(script: Arc<Script>) -> String {
 #[test]
 fn the_client_resumes_a_broken_download_and_never_sends_the_token_there() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let payload: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+    // A real archive: the client takes nothing that does not end like one.
+    let built = tempfile::tempdir().unwrap();
+    let archive = built.path().join("sample.zip");
+    common::build(
+        &common::sample_dump(),
+        &archive,
+        &batch_export::ExportOptions::new(),
+    )
+    .unwrap();
+    let payload = fs::read(&archive).unwrap();
     let script = Arc::new(Script {
         payload: payload.clone(),
         ..Script::default()

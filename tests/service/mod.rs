@@ -4,6 +4,7 @@
 
 mod api;
 mod client;
+mod client_faults;
 mod hostile;
 mod jobs;
 mod links;
