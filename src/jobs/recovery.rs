@@ -3,9 +3,6 @@
 //!
 //! Before any worker starts, [`Jobs::open`](super::Jobs::open):
 //!
-//! - removes the temporary files of builds that were killed (a stale
-//!   `.<id>.zip.*.partial` in `exports/`): only those no live build holds
-//!   locked, so a second service on the same folder loses nothing;
 //! - says so when the job store was empty or missing while `exports/`
 //!   holds archives (a store truncated to 0 bytes opens as a new, empty
 //!   database: without this, every archive would be silently orphaned);
@@ -55,11 +52,6 @@ pub enum Recovery {
         /// The job.
         export_id: String,
     },
-    /// A killed build's temporary file was removed.
-    StalePartial {
-        /// The file removed.
-        path: PathBuf,
-    },
 }
 
 impl fmt::Display for Recovery {
@@ -80,11 +72,6 @@ impl fmt::Display for Recovery {
             Recovery::LostArchive { export_id } => write!(
                 f,
                 "export {export_id} was complete but its archive is gone: marked failed"
-            ),
-            Recovery::StalePartial { path } => write!(
-                f,
-                "removed {}, the temporary file of a build that was killed",
-                path.display()
             ),
         }
     }
