@@ -9,6 +9,7 @@ mod hostile;
 mod jobs;
 mod links;
 mod logs;
+mod openapi;
 mod process;
 
 use std::path::{Path, PathBuf};
