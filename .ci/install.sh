@@ -17,6 +17,8 @@ apt_install() {
 command -v unzip >/dev/null || apt_install unzip
 # curl drives the signed-download tests of the export service.
 command -v curl >/dev/null || apt_install curl
+# flock holds a lock from another process in the leftover-cleanup tests.
+command -v flock >/dev/null || apt_install util-linux
 command -v bsdtar >/dev/null || apt_install libarchive-tools
 # Debian 12's 7zip package installs the program as 7zz; the tests take 7z or 7zz.
 command -v 7z >/dev/null || command -v 7zz >/dev/null || apt_install 7zip

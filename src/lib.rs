@@ -118,4 +118,5 @@ pub use dump::{DirBlobSource, Dump};
 pub use error::{Error, Problem, ProblemKind, Problems};
 pub use export::{export, export_to_path};
 pub use options::{ExportFilter, ExportOptions, Progress, ProgressEvent};
+pub use output::{remove_stale_partials, PARTIAL_SUFFIX};
 pub use pivot::ExportCounts;

@@ -1,52 +1,144 @@
-//! Safe names for uploaded files inside the archive.
+//! Safe names for uploaded files inside the archive: the one rule set that
+//! the writer applies and `verify` checks.
 //!
 //! Upload names come from participants and can be anything: paths, control
-//! characters, Windows device names, thousands of bytes. [`safe_file_name`]
-//! turns any of them into one plain file name that every unzip tool on every
-//! system extracts in place, and [`NameRegistry`] makes the resulting entry
-//! names unique, also ignoring case, by adding `-2`, `-3`, ... before the
-//! extension.
+//! and invisible format characters, Windows device names, two spellings of
+//! one accented letter, thousands of bytes. [`safe_file_name`] turns any of
+//! them into one plain file name that every unzip tool on every system
+//! extracts in place, and [`NameRegistry`] assembles the last component
+//! `<submission_id>_<safe name>`, cut to [`MAX_COMPONENT_BYTES`], and makes
+//! it unique under [`fold_key`] (NFC and full Unicode case folding: what
+//! case-insensitive, normalising file systems such as macOS's compare) by
+//! adding `-2`, `-3`, ... before the extension.
+//!
+//! `verify` does not derive names on its own: it checks that every `files/`
+//! component is a fixed point of [`safe_file_name`], fits
+//! [`MAX_COMPONENT_BYTES`], and is unique under [`fold_key`]. Sharing is
+//! the point here: a second, independent copy of these rules could drift
+//! from the writer's, and then verify would pass archives that a reader
+//! cannot extract (or fail good ones).
+
+use caseless::Caseless;
+use unicode_normalization::UnicodeNormalization;
+use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
 
 use crate::hash::HashSet;
 
-/// The most bytes a safe name may have.
-pub const MAX_NAME_BYTES: usize = 200;
+/// The most bytes one path component may have: the limit of ext4, APFS,
+/// NTFS (in UTF-16 units, which UTF-8 bytes bound) and of `unzip`.
+pub const MAX_COMPONENT_BYTES: usize = 255;
 
-const DEVICE_NAMES: [&str; 22] = [
-    "CON", "PRN", "AUX", "NUL", "COM1", "COM2", "COM3", "COM4", "COM5", "COM6", "COM7", "COM8",
-    "COM9", "LPT1", "LPT2", "LPT3", "LPT4", "LPT5", "LPT6", "LPT7", "LPT8", "LPT9",
+/// The most bytes of a submission or batch id used as a name prefix, so
+/// that even the longest id leaves room in a component for a file name and
+/// a `-N` suffix (and, for archive names, for a temporary file's suffix).
+pub const MAX_PREFIX_BYTES: usize = 200;
+
+/// Characters Windows forbids in names; each becomes `_`.
+const RESERVED: &str = "<>:\"|?*";
+
+/// Windows device names, reserved whatever the extension. COM0 and LPT0
+/// and the superscript digits are reserved too, as Microsoft documents.
+const DEVICE_NAMES: [&str; 32] = [
+    "CON", "PRN", "AUX", "NUL", "CONIN$", "CONOUT$", "COM0", "COM1", "COM2", "COM3", "COM4",
+    "COM5", "COM6", "COM7", "COM8", "COM9", "COM¹", "COM²", "COM³", "LPT0", "LPT1", "LPT2", "LPT3",
+    "LPT4", "LPT5", "LPT6", "LPT7", "LPT8", "LPT9", "LPT¹", "LPT²", "LPT³",
 ];
 
 /// Makes an upload's `file_name` safe to use as one path component.
+///
+/// In order: any directory part is dropped (`/` and `\`); control
+/// characters and format characters (category Cf: bidi overrides, zero
+/// width characters, U+FEFF) are removed; `<>:"|?*` become `_`; the result
+/// is normalised to NFC; trailing dots and spaces are trimmed; a Windows
+/// device name gets a leading `_`; an empty name becomes `file`; and a name
+/// over [`MAX_COMPONENT_BYTES`] is cut on a character boundary, keeping its
+/// extension. A safe name is its own safe name.
 ///
 /// ```
 /// use batch_export::naming::safe_file_name;
 /// assert_eq!(safe_file_name("C:\\Users\\me\\report?.pdf"), "report_.pdf");
 /// assert_eq!(safe_file_name("../../etc/passwd"), "passwd");
 /// assert_eq!(safe_file_name("con.txt"), "_con.txt");
+/// assert_eq!(safe_file_name("rlo\u{202e}gpj.exe"), "rlogpj.exe");
 /// assert_eq!(safe_file_name(" .. "), "file");
 /// ```
 pub fn safe_file_name(file_name: &str) -> String {
+    fit(&clean(file_name), MAX_COMPONENT_BYTES)
+}
+
+/// Every rule of [`safe_file_name`] but the length.
+fn clean(file_name: &str) -> String {
     let base = file_name.rsplit(['/', '\\']).next().unwrap_or("");
-    let cleaned: String = base
-        .chars()
-        .filter(|c| !c.is_control())
-        .map(|c| if "<>:\"|?*".contains(c) { '_' } else { c })
-        .collect();
-    let mut name = cleaned.trim_end_matches(['.', ' ']).to_owned();
+    let mut name = finish(&replace_unsafe_chars(base));
     if is_device_name(&name) {
         name.insert(0, '_');
     }
-    if name.is_empty() {
-        name = "file".to_owned();
-    }
-    truncate_keeping_extension(&name, MAX_NAME_BYTES)
+    name
 }
 
-/// Windows reserves device names whatever the extension (`nul.txt` too).
+/// Control and format characters removed, reserved ones replaced.
+fn replace_unsafe_chars(text: &str) -> String {
+    text.chars()
+        .filter(|&c| !is_invisible(c))
+        .map(|c| if RESERVED.contains(c) { '_' } else { c })
+        .collect()
+}
+
+/// NFC, then no trailing dots or spaces, then never empty. NFC comes after
+/// removing characters, because removing one (a zero-width joiner between
+/// a letter and its accent) can leave a string that is not NFC.
+fn finish(text: &str) -> String {
+    let normalised: String = text.nfc().collect();
+    let trimmed = normalised.trim_end_matches(['.', ' ']);
+    if trimmed.is_empty() {
+        "file".to_owned()
+    } else {
+        trimmed.to_owned()
+    }
+}
+
+/// Characters a name must not hold: control characters (category Cc) and
+/// format characters (Cf), which are invisible or reorder what is shown
+/// (`rlo\u{202e}gpj.exe` displays as `rloexe.jpg`).
+fn is_invisible(c: char) -> bool {
+    c.is_control() || c.general_category() == GeneralCategory::Format
+}
+
+/// Windows reserves device names whatever the extension (`nul.txt` too),
+/// and ignores spaces before the extension (`nul .txt`).
 fn is_device_name(name: &str) -> bool {
     let stem = name.split('.').next().unwrap_or("").trim_end_matches(' ');
     DEVICE_NAMES.iter().any(|d| d.eq_ignore_ascii_case(stem))
+}
+
+/// The key two names collide under: NFC and full Unicode case folding,
+/// in the canonical caseless form of the Unicode standard (D145), so
+/// `Straße.txt` and `STRASSE.TXT`, or `café` spelt NFC and NFD, share one.
+///
+/// ```
+/// use batch_export::naming::fold_key;
+/// assert_eq!(fold_key("Straße.txt"), fold_key("STRASSE.TXT"));
+/// assert_eq!(fold_key("caf\u{e9}"), fold_key("cafe\u{301}"));
+/// assert_ne!(fold_key("a.txt"), fold_key("b.txt"));
+/// ```
+pub fn fold_key(name: &str) -> String {
+    if name.is_ascii() {
+        return name.to_ascii_lowercase();
+    }
+    name.nfd().default_case_fold().nfd().nfc().collect()
+}
+
+/// What is wrong with a `files/` entry's last component by the rules the
+/// writer follows, or `None` when it is one the writer could have made.
+pub fn component_fault(component: &str) -> Option<String> {
+    if component.len() > MAX_COMPONENT_BYTES {
+        return Some(format!(
+            "{} bytes, over the {MAX_COMPONENT_BYTES} a file system takes",
+            component.len()
+        ));
+    }
+    let safe = safe_file_name(component);
+    (safe != component).then(|| format!("not a safe name (safe: {safe:?})"))
 }
 
 /// Splits a name into stem and extension (with its dot) the way most tools
@@ -58,16 +150,32 @@ pub fn split_extension(name: &str) -> (&str, &str) {
     }
 }
 
-fn truncate_keeping_extension(name: &str, max: usize) -> String {
-    if name.len() <= max {
-        return name.to_owned();
+/// `name` cut to at most `max` bytes on a character boundary, keeping the
+/// extension when it leaves room for some stem, and still safe: a cut can
+/// expose a trailing dot or space, a device name, or (rarely) a string
+/// that NFC changes. `max` is never below the 33 bytes a 200-byte prefix
+/// and a 20-digit suffix leave, so a safe name always fits.
+fn fit(name: &str, max: usize) -> String {
+    let mut limit = max;
+    loop {
+        if name.len() <= limit {
+            return name.to_owned();
+        }
+        let (stem, extension) = split_extension(name);
+        let cut = if extension.len() >= limit {
+            floor_char_boundary(name, limit).to_owned()
+        } else {
+            format!(
+                "{}{extension}",
+                floor_char_boundary(stem, limit - extension.len())
+            )
+        };
+        let fitted = clean(&cut);
+        if fitted.len() <= max || limit == 0 {
+            return fitted;
+        }
+        limit -= 1;
     }
-    let (stem, extension) = split_extension(name);
-    if extension.len() >= max {
-        return floor_char_boundary(name, max).to_owned();
-    }
-    let stem = floor_char_boundary(stem, max - extension.len());
-    format!("{stem}{extension}")
 }
 
 /// The longest prefix of `text` of at most `max` bytes that ends on a
@@ -80,16 +188,14 @@ fn floor_char_boundary(text: &str, max: usize) -> &str {
     &text[..end]
 }
 
-/// Makes a submission id usable as the prefix of an entry name. Ordinary ids
-/// pass unchanged; separators and control characters cannot reach a name,
-/// and an absurdly long id is cut so the name still fits a ZIP header.
+/// Makes a submission or batch id usable as the prefix of a name.
+/// Ordinary ids pass unchanged; separators, reserved, control and format
+/// characters cannot reach a name, it is NFC, and an absurdly long id is
+/// cut to [`MAX_PREFIX_BYTES`].
 pub fn safe_prefix(submission_id: &str) -> String {
-    let cleaned: String = submission_id
-        .chars()
-        .filter(|c| !c.is_control())
-        .map(|c| if "/\\<>:\"|?*".contains(c) { '_' } else { c })
-        .collect();
-    floor_char_boundary(&cleaned, MAX_NAME_BYTES).to_owned()
+    let cleaned = replace_unsafe_chars(submission_id).replace(['/', '\\'], "_");
+    let normalised: String = cleaned.nfc().collect();
+    floor_char_boundary(&normalised, MAX_PREFIX_BYTES).to_owned()
 }
 
 /// The file name of a batch's archive, `<batch-id>-export-<YYYYMMDD-HHMMSS>.zip`
@@ -111,7 +217,7 @@ pub fn archive_file_name(batch_id: &str, at: time::OffsetDateTime) -> String {
     format!("{}-export-{stamp}.zip", safe_prefix(batch_id))
 }
 
-/// Hands out unique entry names, comparing names without regard to case.
+/// Hands out unique entry names, comparing them by [`fold_key`].
 #[derive(Debug, Default)]
 pub struct NameRegistry {
     taken: HashSet<String>,
@@ -124,22 +230,23 @@ impl NameRegistry {
     }
 
     /// Claims `files/<prefix>_<name>`, or the first free variant with `-2`,
-    /// `-3`, ... before the extension.
+    /// `-3`, ... before the extension, with `name` cut (keeping the
+    /// extension) so the last component fits [`MAX_COMPONENT_BYTES`].
+    /// `prefix` comes from [`safe_prefix`] and `name` from
+    /// [`safe_file_name`].
     pub fn claim(&mut self, prefix: &str, name: &str) -> String {
-        let (stem, extension) = split_extension(name);
         let mut counter = 1u64;
         loop {
-            let candidate = if counter == 1 {
-                format!("files/{prefix}_{name}")
+            let suffix = if counter == 1 {
+                String::new()
             } else {
-                format!("files/{prefix}_{stem}-{counter}{extension}")
+                format!("-{counter}")
             };
-            let folded = if candidate.is_ascii() {
-                candidate.to_ascii_lowercase()
-            } else {
-                candidate.to_lowercase()
-            };
-            if self.taken.insert(folded) {
+            let room = MAX_COMPONENT_BYTES - prefix.len() - 1 - suffix.len();
+            let fitted = fit(name, room);
+            let (stem, extension) = split_extension(&fitted);
+            let candidate = format!("files/{prefix}_{stem}{suffix}{extension}");
+            if self.taken.insert(fold_key(&candidate)) {
                 return candidate;
             }
             counter += 1;
@@ -164,6 +271,20 @@ mod tests {
     }
 
     #[test]
+    fn removes_format_characters() {
+        assert_eq!(safe_file_name("rlo\u{202e}gpj.exe"), "rlogpj.exe");
+        assert_eq!(safe_file_name("\u{feff}zero\u{200b}width.txt"), "zerowidth.txt");
+        assert_eq!(safe_file_name("\u{2066}iso\u{2069}.txt"), "iso.txt");
+        assert_eq!(safe_file_name("\u{200b}"), "file");
+    }
+
+    #[test]
+    fn normalises_to_nfc_also_after_removing_characters() {
+        assert_eq!(safe_file_name("cafe\u{301}.txt"), "caf\u{e9}.txt");
+        assert_eq!(safe_file_name("cafe\u{200d}\u{301}.txt"), "caf\u{e9}.txt");
+    }
+
+    #[test]
     fn trims_trailing_dots_and_spaces() {
         assert_eq!(safe_file_name("name. . "), "name");
         assert_eq!(safe_file_name("..."), "file");
@@ -174,15 +295,57 @@ mod tests {
         assert_eq!(safe_file_name("NUL"), "_NUL");
         assert_eq!(safe_file_name("com1.tar.gz"), "_com1.tar.gz");
         assert_eq!(safe_file_name("console.txt"), "console.txt");
+        assert_eq!(safe_file_name("CONIN$"), "_CONIN$");
+        assert_eq!(safe_file_name("conout$.log"), "_conout$.log");
+        assert_eq!(safe_file_name("COM¹.txt"), "_COM¹.txt");
+        assert_eq!(safe_file_name("lpt³"), "_lpt³");
+        assert_eq!(safe_file_name("nul .txt"), "_nul .txt");
+        assert_eq!(safe_file_name("COM10"), "COM10");
     }
 
     #[test]
     fn cuts_long_names_on_a_character_boundary_keeping_the_extension() {
         let name = format!("{}.jpeg", "é".repeat(150));
         let safe = safe_file_name(&name);
-        assert!(safe.len() <= MAX_NAME_BYTES);
+        assert!(safe.len() <= MAX_COMPONENT_BYTES);
         assert!(safe.ends_with(".jpeg"));
-        assert_eq!(safe.len(), 199, "97 two-byte characters and the extension");
+        assert_eq!(safe.len(), 255, "125 two-byte characters and the extension");
+    }
+
+    #[test]
+    fn a_cut_never_leaves_a_trailing_space() {
+        let name = format!("{}{}", "a".repeat(254), " b");
+        assert_eq!(safe_file_name(&name), "a".repeat(254));
+    }
+
+    #[test]
+    fn safe_names_are_fixed_points() {
+        let hostile = [
+            "../x",
+            "a\u{202e}b",
+            "CON",
+            "cafe\u{301}",
+            "x. ",
+            "",
+            "?",
+            &"ü".repeat(300),
+            &format!("{}.{}", "a", "b".repeat(300)),
+        ];
+        for name in hostile {
+            let safe = safe_file_name(name);
+            assert_eq!(safe_file_name(&safe), safe, "{name:?}");
+            assert_eq!(component_fault(&safe), None, "{name:?}");
+        }
+        assert!(component_fault("a\u{200b}b").is_some());
+        assert!(component_fault(&"a".repeat(256)).is_some());
+    }
+
+    #[test]
+    fn full_case_folding_and_nfc_decide_uniqueness() {
+        assert_eq!(fold_key("Straße.TXT"), fold_key("STRASSE.txt"));
+        assert_eq!(fold_key("CAFÉ"), fold_key("cafe\u{301}"));
+        assert_eq!(fold_key("ΣΊΣΥΦΟΣ"), fold_key("σίσυφος"));
+        assert_ne!(fold_key("café"), fold_key("cafe"));
     }
 
     #[test]
@@ -194,6 +357,32 @@ mod tests {
         assert_eq!(names.claim("s1", "notes"), "files/s1_notes");
         assert_eq!(names.claim("s1", "notes"), "files/s1_notes-2");
         assert_eq!(names.claim("s2", "photo.jpg"), "files/s2_photo.jpg");
+        assert_eq!(names.claim("s2", "Straße"), "files/s2_Straße");
+        assert_eq!(names.claim("s2", "STRASSE"), "files/s2_STRASSE-2");
+    }
+
+    #[test]
+    fn the_whole_component_fits_with_any_suffix() {
+        let prefix = safe_prefix(&"s".repeat(300));
+        assert_eq!(prefix.len(), MAX_PREFIX_BYTES);
+        let name = safe_file_name(&format!("{}.tar.gz", "ü".repeat(200)));
+        let mut names = NameRegistry::new();
+        for counter in 1..=12 {
+            let entry = names.claim(&prefix, &name);
+            let component = entry.strip_prefix("files/").unwrap();
+            assert!(component.len() <= MAX_COMPONENT_BYTES, "{counter}: {entry}");
+            assert!(component.ends_with(".gz"), "{entry}");
+            assert_eq!(component_fault(component), None, "{entry}");
+            if counter > 1 {
+                assert!(component.ends_with(&format!("-{counter}.gz")), "{entry}");
+            }
+        }
+    }
+
+    #[test]
+    fn prefixes_lose_separators_and_invisible_characters() {
+        assert_eq!(safe_prefix("sub/1\\2\u{202e}"), "sub_1_2");
+        assert_eq!(safe_prefix("sube\u{301}"), "sub\u{e9}");
     }
 
     #[test]

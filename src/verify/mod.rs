@@ -42,6 +42,7 @@
 //! ```
 
 mod expected;
+mod names;
 mod problems;
 mod tables;
 mod views;

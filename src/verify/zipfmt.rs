@@ -6,9 +6,9 @@
 //! huge allocation or an endless loop.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::io::{self, Read, Seek, SeekFrom, Write};
 
+use super::names::{check_name, SeenNames};
 use super::problems::{Sink, VerifyProblemKind};
 use super::VerifyError;
 
@@ -262,7 +262,7 @@ fn find_end(src: &mut dyn Source, len: u64, sink: &mut Sink) -> Result<Option<En
 /// Parses central records until the directory ends or stops making sense.
 fn parse_central(cd: &[u8], sink: &mut Sink) -> Vec<Entry> {
     let mut entries = Vec::new();
-    let mut seen: HashMap<String, String> = HashMap::new();
+    let mut seen = SeenNames::default();
     let mut pos = 0;
     while pos < cd.len() {
         let record = &cd[pos..];
@@ -294,7 +294,7 @@ fn parse_central(cd: &[u8], sink: &mut Sink) -> Vec<Entry> {
         }
         let flags = u16_at(record, 8);
         let name_bytes = &record[46..46 + name_len];
-        let name = check_name(name_bytes, flags, &mut seen, sink);
+        let name = check_name(name_bytes, flags & FLAG_UTF8 != 0, &mut seen, sink);
         let extra = &record[46 + name_len..46 + name_len + extra_len];
         let mut entry = Entry {
             name,
@@ -411,63 +411,6 @@ fn zip64_field(extra: &[u8]) -> Option<&[u8]> {
         pos += 4 + size;
     }
     None
-}
-
-/// Safe by construction: relative, no `..`, no backslash, no control
-/// character, unique ignoring case, UTF-8 flag on exactly non-ASCII names.
-fn check_name(
-    bytes: &[u8],
-    flags: u16,
-    seen: &mut HashMap<String, String>,
-    sink: &mut Sink,
-) -> String {
-    let name = String::from_utf8_lossy(bytes).into_owned();
-    let mut bad = |message: &str| {
-        sink.push(
-            VerifyProblemKind::Name,
-            Some(&name),
-            None,
-            message.to_owned(),
-        );
-    };
-    if std::str::from_utf8(bytes).is_err() {
-        bad("the name is not UTF-8");
-    }
-    let utf8_flag = flags & FLAG_UTF8 != 0;
-    if !bytes.is_ascii() && !utf8_flag {
-        bad("a non-ASCII name without the UTF-8 flag");
-    }
-    if bytes.is_ascii() && utf8_flag {
-        bad("the UTF-8 flag on an ASCII name");
-    }
-    if name.is_empty() {
-        bad("an empty name");
-    }
-    let drive = bytes.len() >= 2 && bytes[0].is_ascii_alphabetic() && bytes[1] == b':';
-    if name.starts_with('/') || drive {
-        bad("an absolute name");
-    }
-    if name.split('/').any(|part| part == "..") {
-        bad("a name with a `..` component");
-    }
-    if name.contains('\\') {
-        bad("a name with a backslash");
-    }
-    if name.chars().any(char::is_control) {
-        bad("a name with a control character");
-    }
-    let folded = name.to_lowercase();
-    match seen.get(&folded) {
-        Some(first) if *first == name => bad("a duplicate name"),
-        Some(first) => {
-            let message = format!("the same name as {first:?} ignoring case");
-            bad(&message);
-        }
-        None => {
-            seen.insert(folded, name.clone());
-        }
-    }
-    name
 }
 
 /// Checks each local header against its central record, and that entries

@@ -8,6 +8,7 @@ mod determinism;
 mod embedding;
 mod filters;
 mod golden;
+mod leftovers;
 mod names;
 mod options;
 mod refusals;
