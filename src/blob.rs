@@ -9,6 +9,30 @@ use std::io::{self, Read};
 
 use crate::model::Upload;
 
+/// A blob a source will not read, for a reason that is the input's fault
+/// (bytes outside the dump, a FIFO in place of a file): carried inside the
+/// [`io::Error`] that [`BlobSource::open`] or [`BlobSource::len`] returns,
+/// it makes the export refuse the upload as a problem of its record (file,
+/// line, field) instead of failing with an I/O error.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{reason}")]
+pub struct RefusedBlob {
+    /// Why, in lowercase words: "resolves outside the dump directory".
+    pub reason: String,
+}
+
+impl RefusedBlob {
+    /// The refusal as an [`io::Error`] to return from a [`BlobSource`].
+    pub fn into_io(self) -> io::Error {
+        io::Error::new(io::ErrorKind::InvalidData, self)
+    }
+
+    /// The refusal an error returned by a [`BlobSource`] carries, if any.
+    pub fn from_io(err: &io::Error) -> Option<&RefusedBlob> {
+        err.get_ref()?.downcast_ref::<RefusedBlob>()
+    }
+}
+
 /// A source of upload bytes. Shared between worker threads, so it must be `Sync`.
 pub trait BlobSource: Sync {
     /// Opens the bytes of one upload. A missing blob is an error of kind

@@ -113,8 +113,8 @@ pub mod verify;
 pub mod wire;
 
 pub use archive::{ExportSummary, FORMAT_VERSION};
-pub use blob::{BlobSource, MemoryBlobSource};
-pub use dump::{DirBlobSource, Dump};
+pub use blob::{BlobSource, MemoryBlobSource, RefusedBlob};
+pub use dump::{DirBlobSource, Dump, DumpDir, DumpPathError};
 pub use error::{Error, Problem, ProblemKind, Problems};
 pub use export::{export, export_to_path};
 pub use options::{ExportFilter, ExportOptions, Progress, ProgressEvent};

@@ -273,7 +273,10 @@ mod tests {
     #[test]
     fn removes_format_characters() {
         assert_eq!(safe_file_name("rlo\u{202e}gpj.exe"), "rlogpj.exe");
-        assert_eq!(safe_file_name("\u{feff}zero\u{200b}width.txt"), "zerowidth.txt");
+        assert_eq!(
+            safe_file_name("\u{feff}zero\u{200b}width.txt"),
+            "zerowidth.txt"
+        );
         assert_eq!(safe_file_name("\u{2066}iso\u{2069}.txt"), "iso.txt");
         assert_eq!(safe_file_name("\u{200b}"), "file");
     }

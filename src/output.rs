@@ -359,13 +359,19 @@ mod tests {
         let holder = File::open(&live).unwrap();
         assert!(try_lock_exclusive(&holder).unwrap());
 
-        assert_eq!(remove_stale_partials(dir.path()).unwrap(), vec![stale.clone()]);
+        assert_eq!(
+            remove_stale_partials(dir.path()).unwrap(),
+            vec![stale.clone()]
+        );
         assert!(!stale.exists());
         assert!(live.exists() && other.exists());
 
         // The holder dies: its lock goes with it.
         drop(holder);
-        assert_eq!(remove_stale_partials(dir.path()).unwrap(), vec![live.clone()]);
+        assert_eq!(
+            remove_stale_partials(dir.path()).unwrap(),
+            vec![live.clone()]
+        );
         assert!(other.exists());
     }
 

@@ -60,18 +60,25 @@ pub(crate) fn check_records(
         submissions,
         uploads,
     };
-    // Each response is checked on its own, in parallel; the problems keep
-    // line order.
-    let found: Vec<Vec<Problem>> = records
+    // Each response is checked on its own, in parallel, into capped lists
+    // merged in line order: a million bad responses keep the problems
+    // shown and a count, not a million problems.
+    let found = records
         .responses
         .par_iter()
         .enumerate()
-        .map(|(index, response)| {
+        .fold(Problems::default, |mut found, (index, response)| {
             let keys = file_keys.of(index);
-            check_response(records, origins, &by_id, index, response, keys)
+            for problem in check_response(records, origins, &by_id, index, response, keys) {
+                found.push(problem);
+            }
+            found
         })
-        .collect();
-    found.into_iter().flatten().for_each(|p| problems.push(p));
+        .reduce(Problems::default, |mut first, then| {
+            first.extend(then);
+            first
+        });
+    problems.extend(found);
     problems
 }
 

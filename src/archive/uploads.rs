@@ -15,6 +15,7 @@ use sha2::{Digest, Sha256};
 use super::deflate::{self, CHUNK};
 use super::zip::{EntryData, Method, ZipWriter};
 use super::Context;
+use crate::blob::RefusedBlob;
 use crate::error::{Error, Problem, ProblemKind, Problems};
 use crate::model::Upload;
 use crate::options::ProgressEvent;
@@ -86,7 +87,8 @@ pub(crate) fn precheck(files: &[FileEntry<'_>], cx: &Context<'_>) -> Result<(), 
             Ok(Some(len)) if len == file.upload.size_bytes => None,
             Ok(Some(len)) => Some(size_problem(file, len, cx)),
             Err(err) if err.kind() == io::ErrorKind::NotFound => Some(missing_problem(file, cx)),
-            Err(_) => None, // Reported, with its cause, when the blob is opened.
+            Err(err) => RefusedBlob::from_io(&err).map(|r| refused_problem(file, r, cx)),
+            // Any other error is reported, with its cause, when the blob is opened.
         })
         .collect();
     let mut problems = Problems::default();
@@ -482,8 +484,26 @@ fn open<'b>(file: &FileEntry<'_>, cx: &Context<'b>) -> Result<CheckedReader<'b>,
         Err(err) if err.kind() == io::ErrorKind::NotFound => {
             Err(Error::refuse_one(missing_problem(file, cx)))
         }
-        Err(err) => Err(blob_error(file, err)),
+        Err(err) => match RefusedBlob::from_io(&err) {
+            Some(refused) => Err(Error::refuse_one(refused_problem(file, refused, cx))),
+            None => Err(blob_error(file, err)),
+        },
     }
+}
+
+/// Bytes the blob source will not read: blamed on the record's `path`
+/// when it has one, else on its `file_key` (which names `uploads/<key>`).
+fn refused_problem(file: &FileEntry<'_>, refused: &RefusedBlob, cx: &Context<'_>) -> Problem {
+    let field = if file.upload.path.is_some() {
+        "path"
+    } else {
+        "file_key"
+    };
+    let message = format!(
+        "the bytes of upload {:?}: {}",
+        file.upload.file_key, refused.reason
+    );
+    upload_problem(file, cx, field, message)
 }
 
 fn blob_error(file: &FileEntry<'_>, source: io::Error) -> Error {

@@ -1,49 +1,61 @@
 //! The upload bytes of a dump directory, for the archive writer.
+//!
+//! Every upload is opened through [`DumpDir`], so bytes that resolve
+//! outside the dump (a link to `/etc/passwd`, a linked directory) or that
+//! are not a regular file (a FIFO) are refused, never read.
 
-use std::fs::File;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
+use super::confine::DumpDir;
 use crate::blob::BlobSource;
 use crate::model::Upload;
 
 /// Upload bytes stored in a dump directory: `uploads/<file_key>`, or the
-/// record's `path` relative to the dump.
+/// record's `path` relative to the dump. A blob outside the dump or not a
+/// regular file is a [`RefusedBlob`](crate::blob::RefusedBlob), which the
+/// export reports as a problem of its upload record.
 #[derive(Debug, Clone)]
 pub struct DirBlobSource {
-    root: PathBuf,
+    dir: DumpDir,
 }
 
 impl DirBlobSource {
     /// Reads uploads of the dump at `root`.
     pub fn new(root: impl AsRef<Path>) -> DirBlobSource {
         DirBlobSource {
-            root: root.as_ref().to_path_buf(),
+            dir: DumpDir::new(root),
         }
     }
 
-    /// The file holding an upload's bytes.
-    pub fn path_of(&self, upload: &Upload) -> PathBuf {
+    /// The path of an upload's bytes relative to the dump.
+    pub fn relative_path_of(upload: &Upload) -> PathBuf {
         match &upload.path {
-            Some(path) => self.root.join(path),
-            None => self.root.join("uploads").join(&upload.file_key),
+            Some(path) => PathBuf::from(path),
+            None => Path::new("uploads").join(upload.file_key.as_str()),
         }
+    }
+
+    /// The file holding an upload's bytes, before links are resolved.
+    pub fn path_of(&self, upload: &Upload) -> PathBuf {
+        self.dir.root().join(Self::relative_path_of(upload))
     }
 }
 
 impl BlobSource for DirBlobSource {
     fn open(&self, upload: &Upload) -> io::Result<Box<dyn Read + Send + '_>> {
-        Ok(Box::new(File::open(self.path_of(upload))?))
+        let file = self
+            .dir
+            .open(Self::relative_path_of(upload))
+            .map_err(|e| e.into_io())?;
+        Ok(Box::new(file))
     }
 
     fn len(&self, upload: &Upload) -> io::Result<Option<u64>> {
-        let meta = std::fs::metadata(self.path_of(upload))?;
-        if !meta.is_file() {
-            return Err(io::Error::new(
-                io::ErrorKind::NotFound,
-                "not a regular file",
-            ));
-        }
+        let meta = self
+            .dir
+            .metadata(Self::relative_path_of(upload))
+            .map_err(|e| e.into_io())?;
         Ok(Some(meta.len()))
     }
 }

@@ -99,7 +99,17 @@ impl<'a, 't> FieldReader<'a, 't> {
     fn string_value<S: DecodedString>(&mut self, field: &str, value: &RawValue) -> Option<S> {
         let string = decode_json_string(value.get());
         if string.is_none() {
-            self.wrong_type(field, "a string", value);
+            if value.get().starts_with('"') {
+                // Valid JSON, yet no Unicode string: serde_json (and so
+                // every Rust reader) refuses a lone UTF-16 surrogate.
+                self.problem(
+                    ProblemKind::WrongType,
+                    field,
+                    "a string with a lone surrogate escape (\\ud800-\\udfff without its pair), which is not Unicode text".to_owned(),
+                );
+            } else {
+                self.wrong_type(field, "a string", value);
+            }
         }
         string
     }

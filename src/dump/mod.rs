@@ -28,6 +28,8 @@
 //! export is built, so records handed over through the API get them too.
 
 mod blobs;
+mod confine;
+mod depth;
 mod export;
 pub(crate) mod fields;
 mod records;
@@ -44,6 +46,8 @@ use crate::model::origin::{Origins, RecordFile};
 use crate::model::raw::decode_json_string;
 use crate::model::Records;
 pub use blobs::DirBlobSource;
+pub use confine::{DumpDir, DumpPathError};
+pub use depth::MAX_JSON_DEPTH;
 
 /// A dump directory, read into records.
 #[derive(Debug, Clone)]
@@ -71,37 +75,38 @@ impl Dump {
         }
         let mut problems = Problems::default();
         let mut seen = Seen::default();
-        let batch = read_batch(&root, &mut problems)?;
+        let dir = DumpDir::new(&root);
+        let batch = read_batch(&dir, &mut problems)?;
         let (instructions, l0) = read_jsonl(
-            &root,
+            &dir,
             RecordFile::Instructions,
             records::instruction,
             &mut problems,
             &mut seen,
         )?;
         let (tasks, l1) = read_jsonl(
-            &root,
+            &dir,
             RecordFile::Tasks,
             records::task,
             &mut problems,
             &mut seen,
         )?;
         let (submissions, l2) = read_jsonl(
-            &root,
+            &dir,
             RecordFile::Submissions,
             records::submission,
             &mut problems,
             &mut seen,
         )?;
         let (responses, l3) = read_jsonl(
-            &root,
+            &dir,
             RecordFile::Responses,
             records::response,
             &mut problems,
             &mut seen,
         )?;
         let (uploads, l4) = read_jsonl(
-            &root,
+            &dir,
             RecordFile::Uploads,
             records::upload,
             &mut problems,
@@ -170,15 +175,28 @@ fn whole_file_problem(file: &str, message: String) -> Problem {
 /// step, so a file's text is never held whole beside its records.
 const READ_BLOCK: usize = 8 << 20;
 
-/// Opens a file, turning "not found" into a problem rather than an error.
-fn open_file(path: &Path, file: &str, problems: &mut Problems) -> Result<Option<fs::File>, Error> {
-    match fs::File::open(path) {
+/// Lines parsed together: enough to keep every core busy, few enough that
+/// their parsed form (a problem per bad line) stays a few megabytes.
+const PARSE_CHUNK: usize = 16 * 1024;
+
+/// Opens a record file of the dump, turning "not found", "outside the
+/// dump" and "not a regular file" into problems rather than errors.
+fn open_file(
+    dir: &DumpDir,
+    file: &str,
+    problems: &mut Problems,
+) -> Result<Option<fs::File>, Error> {
+    match dir.open(file) {
         Ok(source) => Ok(Some(source)),
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+        Err(DumpPathError::Missing) => {
             problems.push(missing_file(file));
             Ok(None)
         }
-        Err(err) => Err(Error::io(path, err)),
+        Err(DumpPathError::Io(err)) => Err(Error::io(dir.root().join(file), err)),
+        Err(refused) => {
+            problems.push(whole_file_problem(file, refused.to_string()));
+            Ok(None)
+        }
     }
 }
 
@@ -206,22 +224,29 @@ fn read_full(source: &mut impl Read, buffer: &mut [u8]) -> std::io::Result<usize
     Ok(filled)
 }
 
-fn read_file(path: &Path, file: &str, problems: &mut Problems) -> Result<Option<Vec<u8>>, Error> {
-    match fs::read(path) {
-        Ok(bytes) => Ok(Some(bytes)),
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
-            problems.push(missing_file(file));
-            Ok(None)
-        }
-        Err(err) => Err(Error::io(path, err)),
-    }
-}
-
-fn read_batch(root: &Path, problems: &mut Problems) -> Result<Option<crate::model::Batch>, Error> {
-    let file = "batch.json";
-    let Some(bytes) = read_file(&root.join(file), file, problems)? else {
+fn read_file(dir: &DumpDir, file: &str, problems: &mut Problems) -> Result<Option<Vec<u8>>, Error> {
+    let Some(mut source) = open_file(dir, file, problems)? else {
         return Ok(None);
     };
+    let mut bytes = Vec::new();
+    source
+        .read_to_end(&mut bytes)
+        .map_err(|e| Error::io(dir.root().join(file), e))?;
+    Ok(Some(bytes))
+}
+
+fn read_batch(
+    dir: &DumpDir,
+    problems: &mut Problems,
+) -> Result<Option<crate::model::Batch>, Error> {
+    let file = "batch.json";
+    let Some(bytes) = read_file(dir, file, problems)? else {
+        return Ok(None);
+    };
+    if let Some(message) = std::str::from_utf8(&bytes).ok().and_then(shape_fault) {
+        problems.push(whole_file_problem(file, message));
+        return Ok(None);
+    }
     let object = match serde_json::from_slice::<LineObject>(&bytes) {
         Ok(object) => object,
         Err(err) => {
@@ -253,19 +278,23 @@ type Parser<T> = fn(LineObject<'_>, &str, u64) -> records::Parsed<T>;
 /// Reads one JSON Lines file, parsing its lines in parallel. Returns the
 /// records in line order and the line number of each.
 fn read_jsonl<T: Send>(
-    root: &Path,
+    dir: &DumpDir,
     kind: RecordFile,
     parse: Parser<T>,
     problems: &mut Problems,
     seen: &mut Seen,
 ) -> Result<(Vec<T>, Vec<u64>), Error> {
     let file = kind.file_name();
-    let path = root.join(file);
-    let mut source = if kind == RecordFile::Uploads && !path.exists() {
+    let path = dir.root().join(file);
+    let absent = || {
+        // No link (not even a dangling one) by that name.
+        std::fs::symlink_metadata(&path).is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound)
+    };
+    let mut source = if kind == RecordFile::Uploads && absent() {
         // A batch without uploads may leave this file out.
         None
     } else {
-        match open_file(&path, file, problems)? {
+        match open_file(dir, file, problems)? {
             Some(source) => Some(source),
             None => {
                 seen.missing.push(kind);
@@ -304,18 +333,42 @@ fn read_jsonl<T: Send>(
             }
         };
         let (block, rest) = buffer.split_at(end);
+        let mut kept = Kept {
+            records: &mut records,
+            line_numbers: &mut line_numbers,
+            problems: &mut *problems,
+            seen: &mut *seen,
+            kind,
+        };
         // The next block is read while this one is parsed.
-        let ((parsed, newlines), next) = rayon::join(
+        let (newlines, next) = rayon::join(
             || {
                 let (lines, newlines) = split_lines(block);
-                let parsed: Vec<(u64, Line<T>)> = lines
-                    .into_par_iter()
-                    .map(|(line, text)| {
-                        let line = lines_before + line;
-                        (line, parse_line(text, file, line, key, parse))
-                    })
-                    .collect();
-                (parsed, newlines)
+                // Parsed a slice of lines at a time, so that a block of bad
+                // lines holds the problems of one slice, not of the block:
+                // past the cap, problems are only counted.
+                for chunk in lines.chunks(PARSE_CHUNK) {
+                    let parsed: Vec<(u64, Line<T>)> = chunk
+                        .par_iter()
+                        .map(|&(line, text)| {
+                            let line = lines_before + line;
+                            (line, parse_line(text, file, line, key, parse))
+                        })
+                        .collect();
+                    if kept.records.capacity() == 0 {
+                        // Sized once from the first slice's records per
+                        // byte: growing by doubling would copy the records
+                        // and could leave half the list unused, on the file
+                        // that dominates the memory.
+                        let found = parsed.iter().filter(|(_, l)| l.record.is_some()).count();
+                        let bytes = chunk.iter().map(|(_, text)| text.len() + 1).sum();
+                        let expected = expected_records(file_len, bytes, found);
+                        kept.records.reserve_exact(expected);
+                        kept.line_numbers.reserve_exact(expected);
+                    }
+                    kept.append(parsed);
+                }
+                newlines
             },
             || match source.as_mut().filter(|_| !at_end) {
                 Some(source) => read_block(source, rest).map(Some),
@@ -323,23 +376,6 @@ fn read_jsonl<T: Send>(
             },
         );
         lines_before += newlines;
-        if records.capacity() == 0 {
-            // Sized once from the first block's records per byte: growing
-            // by doubling would copy the records and could leave half the
-            // list unused, on the file that dominates the memory.
-            let found = parsed.iter().filter(|(_, l)| l.record.is_some()).count();
-            let expected = expected_records(file_len, block.len(), found);
-            records.reserve_exact(expected);
-            line_numbers.reserve_exact(expected);
-        }
-        let mut kept = Kept {
-            records: &mut records,
-            line_numbers: &mut line_numbers,
-            problems,
-            seen,
-            kind,
-        };
-        kept.append(parsed);
         match next.map_err(read_error)? {
             Some((next_buffer, next_at_end)) => (buffer, at_end) = (next_buffer, next_at_end),
             None => break,
@@ -427,6 +463,9 @@ fn parse_line<T>(text: &[u8], file: &str, line: u64, key: &str, parse: Parser<T>
     let Ok(text) = std::str::from_utf8(text) else {
         return refused(syntax("line is not valid UTF-8".to_owned()));
     };
+    if let Some(message) = shape_fault(text) {
+        return refused(syntax(message));
+    }
     let trimmed = text.trim_start();
     if !trimmed.starts_with('{') {
         let message = match serde_json::from_str::<serde::de::IgnoredAny>(text) {
@@ -449,6 +488,20 @@ fn parse_line<T>(text: &[u8], file: &str, line: u64, key: &str, parse: Parser<T>
         }
         Err(err) => refused(syntax(format!("line is not JSON: {err}"))),
     }
+}
+
+/// What JSON parsers would say too late or too vaguely: a byte order mark
+/// (which JSON does not allow, and serde_json reports as "expected value
+/// at line 1 column 1"), or nesting deeper than the archive's readers take.
+fn shape_fault(text: &str) -> Option<String> {
+    if text.starts_with('\u{feff}') {
+        return Some(
+            "starts with a byte order mark (U+FEFF), which JSON does not allow: save the file as UTF-8 without BOM"
+                .to_owned(),
+        );
+    }
+    depth::nests_deeper_than(text.as_bytes(), MAX_JSON_DEPTH)
+        .then(|| format!("nested deeper than {MAX_JSON_DEPTH}"))
 }
 
 /// `carry` (the unfinished line of the block before) followed by up to

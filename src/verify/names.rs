@@ -61,7 +61,10 @@ pub(crate) fn check_name(
     if name.chars().any(char::is_control) {
         bad("a name with a control character");
     }
-    if let Some(long) = name.split('/').find(|part| part.len() > MAX_COMPONENT_BYTES) {
+    if let Some(long) = name
+        .split('/')
+        .find(|part| part.len() > MAX_COMPONENT_BYTES)
+    {
         let message = format!(
             "a name component of {} bytes, over the {MAX_COMPONENT_BYTES} file systems take",
             long.len()

@@ -35,12 +35,15 @@ fn a_build_removes_partials_of_killed_processes_but_not_of_live_ones() {
     std::fs::write(&dead, vec![0u8; 4096]).unwrap();
     std::fs::write(&live, vec![0u8; 4096]).unwrap();
 
-    // Another process writing `live` holds its lock, as a build does; it
-    // says so once it has the lock.
-    let mut holder = Command::new(flock)
-        .arg("-x")
+    // Another process writing `live` holds its lock, as a build does, and
+    // says so once it has it: the shell opens the file, flock(1) locks that
+    // open file, and the shell becomes `sleep`, keeping it (so killing this
+    // one process is what drops the lock).
+    let mut holder = Command::new("sh")
+        .arg("-c")
+        .arg("exec 9<\"$0\"; \"$1\" -x 9; echo locked; exec sleep 600")
         .arg(&live)
-        .args(["-c", "echo locked; exec sleep 600"])
+        .arg(&flock)
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();

@@ -8,6 +8,7 @@ mod determinism;
 mod embedding;
 mod filters;
 mod golden;
+mod hostile;
 mod leftovers;
 mod names;
 mod options;

@@ -9,6 +9,11 @@ use crate::common::*;
 
 /// A dump whose one submission uploaded files with hostile names.
 fn hostile_dump(dir: &std::path::Path, names: &[&str]) {
+    hostile_dump_of(dir, "s", names);
+}
+
+/// The same, for submission `submission`.
+fn hostile_dump_of(dir: &std::path::Path, submission: &str, names: &[&str]) {
     fs::create_dir_all(dir.join("uploads")).unwrap();
     fs::write(
         dir.join("batch.json"),
@@ -23,7 +28,7 @@ fn hostile_dump(dir: &std::path::Path, names: &[&str]) {
     fs::write(dir.join("tasks.jsonl"), "{\"id\":\"t\"}\n").unwrap();
     fs::write(
         dir.join("submissions.jsonl"),
-        "{\"id\":\"s\",\"participant_id\":\"p\"}\n",
+        format!("{{\"id\":{submission:?},\"participant_id\":\"p\"}}\n"),
     )
     .unwrap();
     let mut uploads = String::new();
@@ -32,12 +37,12 @@ fn hostile_dump(dir: &std::path::Path, names: &[&str]) {
         let key = format!("k{i}");
         fs::write(dir.join("uploads").join(&key), format!("bytes of {i}")).unwrap();
         let size = format!("bytes of {i}").len();
-        uploads.push_str(&serde_json::json!({"file_key": key, "submission_id": "s", "file_name": name, "size_bytes": size}).to_string());
+        uploads.push_str(&serde_json::json!({"file_key": key, "submission_id": submission, "file_name": name, "size_bytes": size}).to_string());
         uploads.push('\n');
         items.push(serde_json::json!({"file_key": key, "file_name": name, "file_size_mb": 0.0, "content_type": "text/plain"}));
     }
     fs::write(dir.join("uploads.jsonl"), uploads).unwrap();
-    let response = serde_json::json!({"id": "r", "submission_id": "s", "task_id": "t",
+    let response = serde_json::json!({"id": "r", "submission_id": submission, "task_id": "t",
         "response": {"instruction_id": "i", "type": "file_upload", "answer": items}});
     fs::write(dir.join("responses.jsonl"), format!("{response}\n")).unwrap();
 }
@@ -83,11 +88,11 @@ fn hostile_upload_names_become_safe_unique_entries() {
             "{name}"
         );
         assert!(
-            rest.len() <= 200 + 2,
-            "{name} is at most 200 bytes plus a -N suffix"
+            name.strip_prefix("files/").unwrap().len() <= 255,
+            "{name}: the last component is at most 255 bytes"
         );
         assert!(
-            lower.insert(name.to_lowercase()),
+            lower.insert(batch_export::naming::fold_key(name)),
             "{name} unique ignoring case"
         );
     }
@@ -114,5 +119,79 @@ fn hostile_upload_names_become_safe_unique_entries() {
     }
     let long_entry = files.iter().find(|n| n.contains('ü')).unwrap();
     assert!(long_entry.ends_with(".txt"));
-    assert_eq!(long_entry.strip_prefix("files/s_").unwrap().len(), 200);
+    // 255 bytes less `s_` and `.txt` leave 249, so 124 two-byte letters.
+    assert_eq!(long_entry.strip_prefix("files/").unwrap().len(), 254);
+}
+
+/// Spellings that collide or spoof on some system (issue 9): one name
+/// under NFC and case folding, format characters, device names, and a long
+/// id with a long name; verify passes what the writer makes.
+#[test]
+fn names_are_unique_under_nfc_and_case_folding_and_spoof_nothing() {
+    let names = [
+        "caf\u{e9}.txt",
+        "cafe\u{301}.txt",
+        "Stra\u{df}e.txt",
+        "STRASSE.TXT",
+        "rlo\u{202e}gpj.exe",
+        "\u{feff}zero\u{200b}width.txt",
+        "CONIN$",
+        "conout$.log",
+        "COM\u{b9}.txt",
+        "LPT\u{b3}",
+    ];
+    let dump = tempfile::tempdir().unwrap();
+    hostile_dump(dump.path(), &names);
+    let out_dir = tempfile::tempdir().unwrap();
+    let out = out_dir.path().join("a.zip");
+    build(dump.path(), &out, &ExportOptions::new()).unwrap();
+    let files: Vec<String> = read_entries(&out)
+        .into_iter()
+        .map(|(n, _)| n)
+        .filter(|n| n.starts_with("files/"))
+        .collect();
+    let mut expected = vec![
+        "files/s_caf\u{e9}.txt",
+        "files/s_caf\u{e9}-2.txt",
+        "files/s_Stra\u{df}e.txt",
+        "files/s_STRASSE-2.TXT",
+        "files/s_rlogpj.exe",
+        "files/s_zerowidth.txt",
+        "files/s__CONIN$",
+        "files/s__conout$.log",
+        "files/s__COM\u{b9}.txt",
+        "files/s__LPT\u{b3}",
+    ];
+    expected.sort();
+    assert_eq!(files, expected);
+    let report = batch_export::verify::verify(fs::File::open(&out).unwrap()).unwrap();
+    assert!(report.is_ok(), "{report}");
+}
+
+#[test]
+fn a_long_id_and_a_long_name_fit_one_component_of_255_bytes() {
+    let id = "s".repeat(180);
+    let name = format!("{}.jpeg", "n".repeat(200));
+    let dump = tempfile::tempdir().unwrap();
+    hostile_dump_of(dump.path(), &id, &[&name, &name]);
+    let out_dir = tempfile::tempdir().unwrap();
+    let out = out_dir.path().join("a.zip");
+    build(dump.path(), &out, &ExportOptions::new()).unwrap();
+    let files: Vec<String> = read_entries(&out)
+        .into_iter()
+        .map(|(n, _)| n)
+        .filter(|n| n.starts_with("files/"))
+        .collect();
+    let stem = "n".repeat(255 - 181 - 5);
+    let short = "n".repeat(255 - 181 - 5 - 2);
+    assert_eq!(
+        files,
+        // In name order: `-` sorts before `n`.
+        vec![
+            format!("files/{id}_{short}-2.jpeg"),
+            format!("files/{id}_{stem}.jpeg"),
+        ]
+    );
+    let report = batch_export::verify::verify(fs::File::open(&out).unwrap()).unwrap();
+    assert!(report.is_ok(), "{report}");
 }

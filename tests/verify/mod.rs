@@ -127,6 +127,36 @@ fn unsafe_and_colliding_names_are_reported() {
     }
 }
 
+/// What the writer never makes, verify never passes (issue 9): names a
+/// reader cannot extract, or extracts over each other.
+#[test]
+fn names_the_writer_would_not_make_are_reported() {
+    let long = format!("files/s_{}.txt", "a".repeat(250));
+    let bytes = hand_made(&[
+        ("README.md", b"x"),
+        ("files/s_Stra\u{df}e.txt", b"x"),
+        ("files/s_STRASSE.TXT", b"x"),
+        ("files/s_caf\u{e9}.txt", b"x"),
+        ("files/s_cafe\u{301}.txt", b"x"),
+        ("files/s_rlo\u{202e}gpj.exe", b"x"),
+        ("files/s_zero\u{200b}width", b"x"),
+        (&long, b"x"),
+        ("files/s_trailing.", b"x"),
+    ]);
+    let text = messages(&check(&bytes));
+    for expected in [
+        "files/s_STRASSE.TXT: the same name as \"files/s_Straße.txt\" ignoring case",
+        "files/s_cafe\u{301}.txt: the same name as \"files/s_café.txt\"",
+        "an upload name that is not a safe name (safe: \"s_caf\u{e9}.txt\")",
+        "files/s_rlo\u{202e}gpj.exe: an upload name that is not a safe name",
+        "files/s_zero\u{200b}width: an upload name that is not a safe name",
+        "a name component of 256 bytes, over the 255",
+        "files/s_trailing.: an upload name that is not a safe name",
+    ] {
+        assert!(text.contains(expected), "missing {expected:?} in\n{text}");
+    }
+}
+
 #[test]
 fn data_descriptors_are_reported() {
     // Flag bit 3 in both headers, as a streaming writer would set it.
