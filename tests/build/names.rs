@@ -7,12 +7,8 @@ use batch_export::ExportOptions;
 
 use crate::common::*;
 
-/// A dump whose one submission uploaded files with hostile names.
-fn hostile_dump(dir: &std::path::Path, names: &[&str]) {
-    hostile_dump_of(dir, "s", names);
-}
-
-/// The same, for submission `submission`.
+/// A dump whose one submission, `submission`, uploaded files with hostile
+/// names.
 fn hostile_dump_of(dir: &std::path::Path, submission: &str, names: &[&str]) {
     fs::create_dir_all(dir.join("uploads")).unwrap();
     fs::write(
@@ -47,6 +43,25 @@ fn hostile_dump_of(dir: &std::path::Path, submission: &str, names: &[&str]) {
     fs::write(dir.join("responses.jsonl"), format!("{response}\n")).unwrap();
 }
 
+/// Builds the archive of [`hostile_dump_of`] and lists its `files/` entries;
+/// the folder holding the archive lives as long as the first value.
+fn build_files(
+    submission: &str,
+    names: &[&str],
+) -> (tempfile::TempDir, std::path::PathBuf, Vec<String>) {
+    let dir = tempfile::tempdir().unwrap();
+    let dump = dir.path().join("dump");
+    hostile_dump_of(&dump, submission, names);
+    let out = dir.path().join("a.zip");
+    build(&dump, &out, &ExportOptions::new()).unwrap();
+    let files = read_entries(&out)
+        .into_iter()
+        .map(|(n, _)| n)
+        .filter(|n| n.starts_with("files/"))
+        .collect();
+    (dir, out, files)
+}
+
 #[test]
 fn hostile_upload_names_become_safe_unique_entries() {
     let long = format!("{}.txt", "ü".repeat(300));
@@ -67,16 +82,7 @@ fn hostile_upload_names_become_safe_unique_entries() {
         "",
         "dir/",
     ];
-    let dump = tempfile::tempdir().unwrap();
-    hostile_dump(dump.path(), &names);
-    let out_dir = tempfile::tempdir().unwrap();
-    let out = out_dir.path().join("a.zip");
-    build(dump.path(), &out, &ExportOptions::new()).unwrap();
-    let files: Vec<String> = read_entries(&out)
-        .into_iter()
-        .map(|(n, _)| n)
-        .filter(|n| n.starts_with("files/"))
-        .collect();
+    let (_dir, out, files) = build_files("s", &names);
     assert_eq!(files.len(), names.len());
     let mut lower = HashSet::new();
     for name in &files {
@@ -140,16 +146,7 @@ fn names_are_unique_under_nfc_and_case_folding_and_spoof_nothing() {
         "COM\u{b9}.txt",
         "LPT\u{b3}",
     ];
-    let dump = tempfile::tempdir().unwrap();
-    hostile_dump(dump.path(), &names);
-    let out_dir = tempfile::tempdir().unwrap();
-    let out = out_dir.path().join("a.zip");
-    build(dump.path(), &out, &ExportOptions::new()).unwrap();
-    let files: Vec<String> = read_entries(&out)
-        .into_iter()
-        .map(|(n, _)| n)
-        .filter(|n| n.starts_with("files/"))
-        .collect();
+    let (_dir, out, files) = build_files("s", &names);
     let mut expected = vec![
         "files/s_caf\u{e9}.txt",
         "files/s_caf\u{e9}-2.txt",
@@ -172,16 +169,7 @@ fn names_are_unique_under_nfc_and_case_folding_and_spoof_nothing() {
 fn a_long_id_and_a_long_name_fit_one_component_of_255_bytes() {
     let id = "s".repeat(180);
     let name = format!("{}.jpeg", "n".repeat(200));
-    let dump = tempfile::tempdir().unwrap();
-    hostile_dump_of(dump.path(), &id, &[&name, &name]);
-    let out_dir = tempfile::tempdir().unwrap();
-    let out = out_dir.path().join("a.zip");
-    build(dump.path(), &out, &ExportOptions::new()).unwrap();
-    let files: Vec<String> = read_entries(&out)
-        .into_iter()
-        .map(|(n, _)| n)
-        .filter(|n| n.starts_with("files/"))
-        .collect();
+    let (_dir, out, files) = build_files(&id, &[&name, &name]);
     let stem = "n".repeat(255 - 181 - 5);
     let short = "n".repeat(255 - 181 - 5 - 2);
     assert_eq!(
