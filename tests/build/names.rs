@@ -82,7 +82,7 @@ fn hostile_upload_names_become_safe_unique_entries() {
         "",
         "dir/",
     ];
-    let (_dir, out, files) = build_files("s", &names);
+    let (_dir, _out, files) = build_files("s", &names);
     assert_eq!(files.len(), names.len());
     let mut lower = HashSet::new();
     for name in &files {
