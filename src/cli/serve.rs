@@ -2,25 +2,19 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context;
 use batch_export::http::{self, Service, Signer, Tokens};
-use batch_export::jobs::{Catalog, DumpBuilder, Jobs, JobsConfig, SystemClock};
+use batch_export::jobs::Catalog;
 
+use super::backend::BackendArgs;
 use super::{printable, EXIT_OK};
 
 /// Arguments of `serve`.
 #[derive(Debug, clap::Args)]
 pub struct ServeArgs {
-    /// The data folder: one dump per subfolder (each with a batch.json).
-    #[arg(long, value_name = "DIR")]
-    data: PathBuf,
-    /// Where jobs, archives, the signing secret and the default token file
-    /// are kept (created if missing).
-    #[arg(long, value_name = "DIR", default_value = ".batch-export")]
-    state: PathBuf,
+    #[command(flatten)]
+    backend: BackendArgs,
     /// The address to listen on.
     #[arg(long, default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
@@ -32,10 +26,8 @@ pub struct ServeArgs {
     /// [default: http://<listen address>].
     #[arg(long, value_name = "URL")]
     public_url: Option<String>,
-    /// Hours a complete export is reused while its batch is unchanged.
-    #[arg(long, default_value_t = 24.0, value_name = "HOURS")]
-    max_age_hours: f64,
-    /// How many exports are built at once.
+    /// How many exports this process builds at once (0: none, leaving
+    /// builds to `worker` processes on the same store).
     #[arg(long, default_value_t = 1)]
     workers: usize,
     /// Log lines as text, or as one JSON object per line. Which lines:
@@ -46,7 +38,7 @@ pub struct ServeArgs {
 
 /// How log lines are written to standard error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-enum LogFormat {
+pub(super) enum LogFormat {
     /// For people: time, level, message, fields.
     Text,
     /// For machines: one JSON object per line.
@@ -55,7 +47,7 @@ enum LogFormat {
 
 /// Sends the library's `tracing` events to standard error, filtered by
 /// `RUST_LOG` (default `info`).
-fn init_logging(format: LogFormat) {
+pub(super) fn init_logging(format: LogFormat) {
     use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
@@ -74,16 +66,18 @@ fn init_logging(format: LogFormat) {
 
 pub fn run(args: ServeArgs) -> anyhow::Result<u8> {
     init_logging(args.log_format);
-    std::fs::create_dir_all(&args.state)
-        .with_context(|| format!("creating state folder {}", args.state.display()))?;
-    let catalog = Catalog::new(&args.data);
+    let backend = &args.backend;
+    std::fs::create_dir_all(&backend.state)
+        .with_context(|| format!("creating state folder {}", backend.state.display()))?;
+    let catalog = Catalog::new(&backend.data);
     let batches = catalog
         .batches()
-        .with_context(|| format!("reading data folder {}", args.data.display()))?;
+        .with_context(|| format!("reading data folder {}", backend.data.display()))?;
     let tokens_path = args
         .tokens
-        .unwrap_or_else(|| args.state.join("tokens.json"));
-    let tokens = if tokens_path.exists() || !is_default(&tokens_path, &args.state) {
+        .clone()
+        .unwrap_or_else(|| backend.state.join("tokens.json"));
+    let tokens = if tokens_path.exists() || !is_default(&tokens_path, &backend.state) {
         Tokens::load(&tokens_path)?
     } else {
         let mut workspaces: Vec<String> = batches.iter().map(|b| b.workspace_id.clone()).collect();
@@ -97,14 +91,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<u8> {
         );
         tokens
     };
-    let signer = Signer::load_or_create(&args.state.join("signing.key"))?;
-    let max_age = Duration::try_from_secs_f64(args.max_age_hours * 3600.0)
-        .context("--max-age-hours must be a non-negative number")?;
-    let config = JobsConfig::new(&args.state)
-        .max_age(max_age)
-        .workers(args.workers);
-    let jobs = Jobs::open(config, Arc::new(DumpBuilder), Arc::new(SystemClock))
-        .with_context(|| format!("opening the job store in {}", args.state.display()))?;
+    let signer = Signer::load_or_create(&backend.state.join("signing.key"))?;
+    let jobs = backend.open(args.workers)?;
     for fix in jobs.recovered() {
         tracing::warn!(fix = %printable(&fix.to_string()), "state folder repaired");
     }
@@ -143,7 +131,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<u8> {
 
 /// Ctrl-C, or SIGTERM (how service managers stop a process): either lets
 /// open requests finish and leaves running builds for the next start.
-async fn stop_signal() {
+pub(super) async fn stop_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};

@@ -1,26 +1,26 @@
-//! [`Jobs`], the engine handle: requests, queries, the worker pool.
+//! [`Jobs`], the engine handle: requests, queries, and this process's
+//! workers.
 //!
-//! One mutex around the SQLite connection serializes every decision
-//! ("is one generating? is one reusable? is the batch at its cap? then
-//! insert"), which is what makes a burst of identical requests produce a
-//! single job. The decisions are short; builds run outside the lock on
-//! worker threads fed by a channel of export ids.
+//! Every decision ("is one generating? is one reusable? is the batch at
+//! its cap? then insert") is one transaction of the [`JobStore`], so a
+//! burst of identical requests makes a single job however many processes
+//! share the store. Builds run on worker threads ([`super::worker`]) that
+//! claim jobs from the store under a lease; a request that inserted a job
+//! wakes this process's idle workers at once, and workers of other
+//! processes find it on their next poll.
 
 use std::fs;
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, Receiver, Sender};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::Duration;
 
-use super::reason::{failure_reason, redact_paths};
+use super::reason::redact_paths;
 use super::recovery::{self, Recovery};
-use super::store::Store;
+use super::store::{Decision, JobStore, NewRequest, Removal, StoreSpec};
 use super::{
-    filter, fingerprint, BatchInfo, BuildJob, BuildMetrics, Builder, Clock, Job, JobError,
-    JobStatus, JobsConfig,
+    fingerprint, BatchInfo, BuildMetrics, Builder, Clock, Job, JobError, JobStatus, JobsConfig,
 };
 use crate::error::display_chain;
 use crate::ExportFilter;
@@ -28,8 +28,7 @@ use crate::ExportFilter;
 /// What a request found or started.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Requested {
-    /// A new job was started (or, when the dump could not even be read,
-    /// recorded as failed at once, with the reason).
+    /// A new job was started.
     Started(Job),
     /// A job for this batch and filter was already generating.
     Running(Job),
@@ -54,24 +53,28 @@ pub struct Jobs {
 
 struct Inner {
     shared: Arc<Shared>,
-    // Taken (dropped) on shutdown, which ends the workers' loops.
-    queue: Mutex<Option<Sender<String>>>,
     workers: Mutex<Vec<JoinHandle<()>>>,
     // What start-up found wrong with the state folder and fixed.
     recovered: Vec<Recovery>,
 }
 
-/// What the workers need; never holds the queue's sender, so dropping the
-/// last [`Jobs`] handle lets them finish.
-struct Shared {
-    store: Mutex<Store>,
-    config: JobsConfig,
-    builder: Arc<dyn Builder>,
-    clock: Arc<dyn Clock>,
-    metrics: BuildMetrics,
-    // Set on shutdown: builds are cancelled and their jobs left generating,
-    // as a crash would, to be resumed by the next start.
-    stopping: Arc<AtomicBool>,
+/// What the workers need.
+pub(super) struct Shared {
+    pub(super) store: Arc<dyn JobStore>,
+    pub(super) config: JobsConfig,
+    pub(super) builder: Arc<dyn Builder>,
+    pub(super) clock: Arc<dyn Clock>,
+    pub(super) metrics: BuildMetrics,
+    /// Set on shutdown: builds are cancelled and their leases given up,
+    /// so the job waits, generating, for the next worker.
+    pub(super) stopping: Arc<AtomicBool>,
+    /// Counts the jobs this process inserted; idle workers wait for it to
+    /// move (or for the poll interval to pass).
+    wake: Mutex<u64>,
+    woken: Condvar,
+    /// This process's name in leases (a random id, so two processes on
+    /// one host never share one).
+    pub(super) owner: String,
 }
 
 impl std::fmt::Debug for Jobs {
@@ -83,69 +86,79 @@ impl std::fmt::Debug for Jobs {
 }
 
 impl Jobs {
-    /// Opens the engine on its state folder (created if needed), puts the
-    /// folder in order ([`Jobs::recovered`] says what was fixed), starts
-    /// the workers and resumes the jobs a previous run left generating.
+    /// Opens the engine on its store and state folder (created if needed),
+    /// puts the folder in order ([`Jobs::recovered`] says what was fixed)
+    /// and starts its workers, which also take over the jobs a previous
+    /// run left generating.
     pub fn open(
         config: JobsConfig,
         builder: Arc<dyn Builder>,
         clock: Arc<dyn Clock>,
     ) -> Result<Jobs, JobError> {
-        let exports = config.state_dir().join("exports");
+        let exports = config.exports_dir();
         fs::create_dir_all(&exports).map_err(|e| JobError::io(&exports, e))?;
-        let store_path = config.state_dir().join("jobs.sqlite3");
-        let store_was_empty = recovery::store_is_empty(&store_path);
-        let store = Store::open(&store_path)?;
-        // Before any worker starts: nothing of this process is building yet.
-        let recovered =
-            recovery::reconcile(config.state_dir(), &store, store_was_empty, clock.now())?;
+        let spec = config.store_spec();
+        let empty_store = match (&config.store, &spec) {
+            (None, StoreSpec::Sqlite(path)) if recovery::store_is_empty(path) => Some(path.clone()),
+            _ => None,
+        };
+        let store = match &config.store {
+            Some(store) => Arc::clone(store),
+            None => spec.open()?,
+        };
+        // Before this process's workers start. Other processes may be
+        // building meanwhile: a build in progress is a dot file, and its
+        // archive is renamed into place only while its job is still
+        // generating, so neither is taken for an orphan.
+        let recovered = recovery::reconcile(
+            config.state_dir(),
+            &exports,
+            &*store,
+            empty_store,
+            clock.now(),
+        )?;
+        let owner = format!(
+            "{}-{}",
+            std::process::id(),
+            &uuid::Uuid::new_v4().simple().to_string()[..8]
+        );
         let shared = Arc::new(Shared {
-            store: Mutex::new(store),
+            store,
             config,
             builder,
             clock,
             metrics: BuildMetrics::default(),
             stopping: Arc::new(AtomicBool::new(false)),
+            wake: Mutex::new(0),
+            woken: Condvar::new(),
+            owner,
         });
-        let (sender, receiver) = mpsc::channel::<String>();
-        let receiver = Arc::new(Mutex::new(receiver));
         let workers = (0..shared.config.workers)
-            .map(|_| {
+            .map(|index| {
                 let shared = Arc::clone(&shared);
-                let receiver = Arc::clone(&receiver);
-                std::thread::spawn(move || work(&shared, &receiver))
+                std::thread::spawn(move || super::worker::run(&shared, index))
             })
             .collect();
-        let jobs = Jobs {
+        Ok(Jobs {
             inner: Arc::new(Inner {
                 shared,
-                queue: Mutex::new(Some(sender)),
                 workers: Mutex::new(workers),
                 recovered,
             }),
-        };
-        jobs.resume()?;
-        Ok(jobs)
+        })
     }
 
     /// Requests an export of `batch` with `filter`: returns the generating
     /// job, or a reusable complete one, or starts a new job.
     pub fn request(&self, batch: &BatchInfo, filter: ExportFilter) -> Result<Requested, JobError> {
         let filter = filter.normalized()?;
-        let key = filter::key(&filter);
-        // Hashing the dump happens before taking the lock, so a burst of
-        // requests hashes in parallel and only the decision is serialized.
+        // Hashing the dump happens outside the store's transaction, so a
+        // burst of requests hashes in parallel and only the decision is
+        // serialized.
         // A dump that cannot even be hashed cannot be built either: the
-        // request gets a failed job saying why, not an error answer.
-        let hashed = fingerprint(&batch.dir);
-        let shared = &self.inner.shared;
-        let now = shared.clock.now();
-        let store = shared.lock_store();
-        if let Some(job) = store.generating(&batch.id, &key)? {
-            return Ok(Requested::Running(job));
-        }
-        let since = now - shared.config.max_age;
-        let (fingerprint, unreadable) = match hashed {
+        // request gets a failed job saying why, not an error answer (its
+        // empty fingerprint matches no complete job, so nothing is reused).
+        let (fingerprint, unreadable) = match fingerprint(&batch.dir) {
             Ok(fingerprint) => (fingerprint, None),
             Err(err) => {
                 let why = redact_paths(&display_chain(&err), Some(&batch.dir));
@@ -155,21 +168,8 @@ impl Jobs {
                 )
             }
         };
-        if unreadable.is_none() {
-            if let Some(job) = store.reusable(&batch.id, &key, &fingerprint, since)? {
-                // An archive removed behind the engine's back is not reusable.
-                if self.archive_path(&job.id).is_file() {
-                    return Ok(Requested::Ready(job));
-                }
-            }
-        }
-        let cap = shared.config.max_jobs_per_batch;
-        if store.count(&batch.id)? >= cap {
-            return Err(JobError::TooManyJobs {
-                batch_id: batch.id.clone(),
-                cap,
-            });
-        }
+        let shared = &self.inner.shared;
+        let now = shared.clock.now();
         let job = Job {
             id: uuid::Uuid::new_v4().to_string(),
             batch_id: batch.id.clone(),
@@ -182,30 +182,41 @@ impl Jobs {
             created_at: now,
             finished_at: unreadable.as_ref().map(|_| now),
             fingerprint,
-            dump_dir: batch.dir.clone(),
+            dump_dir: shared.config.stored_dump_dir(&batch.dir),
             error: unreadable,
             size: None,
-            attempts: 1,
+            attempts: 0,
         };
-        store.insert(&job)?;
-        drop(store);
-        if job.status == JobStatus::Generating {
-            tracing::info!(
-                export_id = %job.id,
-                batch_id = ?job.batch_id,
-                filter = %job.filter_key(),
-                "job queued"
-            );
-            self.enqueue(&job.id);
-        } else {
-            tracing::warn!(
-                export_id = %job.id,
-                batch_id = ?job.batch_id,
-                reason = job.error.as_deref().unwrap_or_default(),
-                "job failed"
-            );
+        let request = NewRequest {
+            job: &job,
+            reuse_since: now - shared.config.max_age,
+            cap: shared.config.max_jobs_per_batch,
+        };
+        // An archive removed behind the engine's back is not reusable.
+        let exists = |job: &Job| shared.archive_path(&job.id).is_file();
+        match shared.store.request(&request, &exists)? {
+            Decision::Inserted if job.status == JobStatus::Generating => {
+                tracing::info!(
+                    export_id = %job.id,
+                    batch_id = ?job.batch_id,
+                    filter = %job.filter_key(),
+                    "job queued"
+                );
+                shared.wake_workers();
+                Ok(Requested::Started(job))
+            }
+            Decision::Inserted => {
+                tracing::warn!(
+                    export_id = %job.id,
+                    batch_id = ?job.batch_id,
+                    reason = job.error.as_deref().unwrap_or_default(),
+                    "job failed"
+                );
+                Ok(Requested::Started(job))
+            }
+            Decision::Running(job) => Ok(Requested::Running(job)),
+            Decision::Ready(job) => Ok(Requested::Ready(job)),
         }
-        Ok(Requested::Started(job))
     }
 
     /// The job `export_id` of `batch_id`.
@@ -220,37 +231,41 @@ impl Jobs {
 
     /// The job `export_id`, whatever its batch.
     pub fn find(&self, export_id: &str) -> Result<Option<Job>, JobError> {
-        self.inner.shared.lock_store().get(export_id)
+        self.inner.shared.store.get(export_id)
     }
 
     /// A batch's jobs, newest first.
     pub fn list(&self, batch_id: &str) -> Result<Vec<Job>, JobError> {
-        self.inner.shared.lock_store().list(batch_id)
+        self.inner.shared.store.list(batch_id)
     }
 
     /// Removes a finished job and its archive; refused while generating.
     pub fn delete(&self, batch_id: &str, export_id: &str) -> Result<(), JobError> {
-        let store = self.inner.shared.lock_store();
-        let job = match store.get(export_id)? {
-            Some(job) if job.batch_id == batch_id => job,
-            _ => {
-                return Err(JobError::NotFound {
-                    export_id: export_id.to_owned(),
-                })
-            }
+        let not_found = || JobError::NotFound {
+            export_id: export_id.to_owned(),
         };
-        if job.status == JobStatus::Generating || !store.delete_finished(export_id)? {
-            return Err(JobError::StillGenerating {
-                export_id: export_id.to_owned(),
-            });
+        // Another batch's job is "not found" and is left alone.
+        if self
+            .find(export_id)?
+            .is_none_or(|job| job.batch_id != batch_id)
+        {
+            return Err(not_found());
         }
-        drop(store);
-        // The row goes first: from then on no link to the archive verifies.
-        let path = self.archive_path(export_id);
-        match fs::remove_file(&path) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(JobError::io(path, e)),
+        match self.inner.shared.store.remove(export_id)? {
+            Removal::NotFound => Err(not_found()),
+            Removal::Generating => Err(JobError::StillGenerating {
+                export_id: export_id.to_owned(),
+            }),
+            Removal::Removed(_) => {
+                // The row goes first: from then on no link to the archive
+                // verifies.
+                let path = self.archive_path(export_id);
+                match fs::remove_file(&path) {
+                    Ok(()) => Ok(()),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                    Err(e) => Err(JobError::io(path, e)),
+                }
+            }
         }
     }
 
@@ -267,7 +282,7 @@ impl Jobs {
 
     /// How many jobs each status has; an error when the store does not answer.
     pub fn count_by_status(&self) -> Result<Vec<(JobStatus, u64)>, JobError> {
-        self.inner.shared.lock_store().count_by_status()
+        self.inner.shared.store.count_by_status()
     }
 
     /// The engine's build measurements (shared handles).
@@ -280,149 +295,62 @@ impl Jobs {
         &self.inner.shared.clock
     }
 
-    /// Stops the engine: running builds are cancelled and, like queued
-    /// jobs, left generating for the next start to resume. Returns once
-    /// every worker has stopped. Requests after this still record jobs,
-    /// which the next start builds.
+    /// The job store.
+    pub fn store(&self) -> &Arc<dyn JobStore> {
+        &self.inner.shared.store
+    }
+
+    /// Stops the engine: running builds are cancelled and their leases
+    /// given up, so they (like queued jobs) wait, generating, for the next
+    /// worker. Returns once every worker of this process has stopped.
+    /// Requests after this still record jobs, which the next worker builds.
     pub fn shutdown(&self) {
-        self.inner.shared.stopping.store(true, Ordering::SeqCst);
-        lock(&self.inner.queue).take();
+        let shared = &self.inner.shared;
+        shared.stopping.store(true, Ordering::SeqCst);
+        shared.wake_workers();
         let workers = std::mem::take(&mut *lock(&self.inner.workers));
         for worker in workers {
             let _ = worker.join();
         }
     }
-
-    fn enqueue(&self, export_id: &str) {
-        if let Some(queue) = lock(&self.inner.queue).as_ref() {
-            // A send fails only once every worker is gone, i.e. after
-            // shutdown; the job then waits, generating, for the next start.
-            let _ = queue.send(export_id.to_owned());
-        }
-    }
-
-    /// Queues every job a previous run left generating, or fails it when
-    /// it was already started `max_attempts` times.
-    fn resume(&self) -> Result<(), JobError> {
-        let shared = &self.inner.shared;
-        let left = shared.lock_store().all_generating()?;
-        for job in left {
-            let store = shared.lock_store();
-            if job.attempts >= shared.config.max_attempts {
-                let reason = format!(
-                    "the service stopped during this build {} times; request the export again",
-                    job.attempts
-                );
-                store.fail(&job.id, shared.clock.now(), &reason)?;
-                tracing::warn!(
-                    export_id = %job.id,
-                    batch_id = ?job.batch_id,
-                    attempts = job.attempts,
-                    "job failed: interrupted by restarts too often"
-                );
-            } else {
-                store.bump_attempts(&job.id)?;
-                drop(store);
-                tracing::info!(
-                    export_id = %job.id,
-                    batch_id = ?job.batch_id,
-                    attempt = job.attempts + 1,
-                    "job rebuilt after restart"
-                );
-                self.enqueue(&job.id);
-            }
-        }
-        Ok(())
-    }
 }
 
 impl Shared {
-    fn lock_store(&self) -> MutexGuard<'_, Store> {
-        lock(&self.store)
+    pub(super) fn archive_path(&self, export_id: &str) -> PathBuf {
+        self.config.exports_dir().join(format!("{export_id}.zip"))
     }
 
-    fn archive_path(&self, export_id: &str) -> PathBuf {
+    /// Where one attempt builds its archive before publishing it: a dot
+    /// file, which start-up's reconciliation never takes for an archive.
+    pub(super) fn attempt_path(&self, export_id: &str, attempt: u32) -> PathBuf {
         self.config
-            .state_dir()
-            .join("exports")
-            .join(format!("{export_id}.zip"))
+            .exports_dir()
+            .join(format!(".{export_id}.attempt-{attempt}.zip"))
+    }
+
+    /// A ticket to compare with after looking for work: see [`Shared::idle`].
+    pub(super) fn wake_ticket(&self) -> u64 {
+        *lock(&self.wake)
+    }
+
+    fn wake_workers(&self) {
+        *lock(&self.wake) += 1;
+        self.woken.notify_all();
+    }
+
+    /// Waits until a job was inserted since `ticket` was taken, the engine
+    /// stops, or `poll` passed (jobs of other processes are found then).
+    pub(super) fn idle(&self, ticket: u64, poll: Duration) {
+        let guard = lock(&self.wake);
+        let _ = self.woken.wait_timeout_while(guard, poll, |now| {
+            *now == ticket && !self.stopping.load(Ordering::SeqCst)
+        });
     }
 }
 
 /// A poisoned lock only means another thread panicked while holding it;
-/// the store and queue stay consistent (SQLite statements are atomic), so
-/// carry on rather than take the whole service down.
+/// what it guards stays consistent, so carry on rather than take the whole
+/// service down.
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-fn work(shared: &Shared, receiver: &Mutex<Receiver<String>>) {
-    loop {
-        let next = lock(receiver).recv();
-        let Ok(export_id) = next else { return };
-        if shared.stopping.load(Ordering::SeqCst) {
-            continue;
-        }
-        // A store error here leaves the job generating; the next start
-        // resumes it, so nothing is lost for good.
-        let _ = run(shared, &export_id);
-    }
-}
-
-fn run(shared: &Shared, export_id: &str) -> Result<(), JobError> {
-    let Some(job) = shared.lock_store().get(export_id)? else {
-        return Ok(());
-    };
-    if job.status != JobStatus::Generating {
-        return Ok(());
-    }
-    let output = shared.archive_path(export_id);
-    let build = BuildJob {
-        export_id,
-        dump_dir: &job.dump_dir,
-        filter: &job.filter,
-        output: &output,
-        cancel: &shared.stopping,
-        threads: shared.config.build_threads,
-    };
-    tracing::info!(export_id, batch_id = ?job.batch_id, attempt = job.attempts, "job started");
-    let started = Instant::now();
-    let result = catch_unwind(AssertUnwindSafe(|| shared.builder.build(&build)));
-    let took = started.elapsed();
-    let now = shared.clock.now();
-    let store = shared.lock_store();
-    let failure = match result {
-        Ok(Ok(())) => match fs::metadata(&output) {
-            Ok(meta) => {
-                store.complete(export_id, now, meta.len())?;
-                shared.metrics.completed(took, meta.len());
-                tracing::info!(
-                    export_id,
-                    batch_id = ?job.batch_id,
-                    duration_ms = took.as_millis() as u64,
-                    bytes = meta.len(),
-                    "job finished"
-                );
-                return Ok(());
-            }
-            Err(e) => format!("the archive is missing: {e}"),
-        },
-        // Stopped by shutdown: leave it generating for the next start.
-        Ok(Err(_)) if shared.stopping.load(Ordering::SeqCst) => {
-            tracing::info!(export_id, batch_id = ?job.batch_id, "job interrupted by shutdown");
-            return Ok(());
-        }
-        Ok(Err(err)) => failure_reason(&err, &job.dump_dir),
-        Err(_) => "the build crashed".to_owned(),
-    };
-    store.fail(export_id, now, &failure)?;
-    shared.metrics.failed(took);
-    tracing::warn!(
-        export_id,
-        batch_id = ?job.batch_id,
-        duration_ms = took.as_millis() as u64,
-        reason = %failure,
-        "job failed"
-    );
-    Ok(())
 }

@@ -10,22 +10,30 @@
 //! - a complete job is reused only while the batch's records are unchanged
 //!   (same [`fingerprint()`]) and it is younger than [`JobsConfig::max_age`];
 //! - at most [`JobsConfig::max_jobs_per_batch`] jobs per batch;
-//! - jobs live in SQLite ([`store`]): a job found generating at start-up
-//!   is built again (builds are deterministic and atomic, so a rebuild is
-//!   safe), or marked failed once it was interrupted too often.
+//! - these are decided by the job [`store`] (SQLite by default, or
+//!   PostgreSQL shared by many processes), never by a lock in one process;
+//! - a job is built by one worker at a time, under a lease it renews while
+//!   building; a job whose worker stopped or vanished is taken over once
+//!   its lease is given up or expires (builds are deterministic and
+//!   atomic, so a rebuild is safe), and marked failed once it was started
+//!   [`JobsConfig::max_attempts`] times; a worker that lost its lease can
+//!   neither complete the job nor publish its archive.
 //!
-//! Every transition (queued, started, complete, failed, rebuilt after a
-//! restart) is one `tracing` event with the export and batch ids; builds
-//! are measured in [`BuildMetrics`].
+//! Every transition (queued, taken by a worker, complete, failed, lease
+//! lost) is one `tracing` event with the export id; builds are measured in
+//! [`BuildMetrics`].
 //!
-//! Builds run on a fixed pool of worker threads, through a [`Builder`] so
-//! tests can slow or stop them; the time comes from a [`Clock`].
+//! Builds run on this process's worker threads (any number, 0 included),
+//! through a [`Builder`] so tests can slow or stop them; the time comes
+//! from a [`Clock`].
 //!
 //! # State folder
 //!
 //! ```text
 //! jobs.sqlite3         the jobs (plus SQLite's -wal and -shm files)
 //! exports/<id>.zip     the archive of each complete job
+//! exports/.<id>.attempt-<n>.zip  a built archive of attempt n, renamed to
+//!                      <id>.zip when published
 //! orphaned/<id>.zip    archives start-up found without a job (see `recovery`)
 //! signing.key          the download-link secret (see `http::signing`), if the service uses it
 //! ```
@@ -39,6 +47,7 @@ pub mod metrics;
 pub mod reason;
 pub mod recovery;
 pub mod store;
+mod worker;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
@@ -54,6 +63,7 @@ pub use engine::{Jobs, Requested};
 pub use fingerprint::fingerprint;
 pub use metrics::BuildMetrics;
 pub use recovery::Recovery;
+pub use store::{JobStore, StoreSpec};
 
 use crate::filter::FilterError;
 use crate::{Dump, ExportFilter, ExportOptions};
@@ -73,6 +83,10 @@ pub enum JobError {
     /// The SQLite job store failed.
     #[error("the job store failed")]
     Store(#[from] rusqlite::Error),
+    /// The PostgreSQL job store failed.
+    #[cfg(feature = "postgres")]
+    #[error("the job store failed")]
+    Postgres(#[from] postgres::Error),
     /// The batch already has as many jobs as allowed.
     #[error("batch {batch_id} already has {cap} export jobs, the most allowed; delete some first")]
     TooManyJobs {
@@ -154,7 +168,7 @@ impl Job {
 }
 
 /// Settings of the job engine. Every setter documents its default.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct JobsConfig {
     state_dir: PathBuf,
     max_age: Duration,
@@ -162,6 +176,80 @@ pub struct JobsConfig {
     build_threads: Option<usize>,
     max_jobs_per_batch: usize,
     max_attempts: u32,
+    store_spec: Option<StoreSpec>,
+    store: Option<Arc<dyn JobStore>>,
+    lease: Duration,
+    poll_interval: Duration,
+    data_root: Option<PathBuf>,
+    objects_dir: Option<PathBuf>,
+    observer: Option<Arc<Observer>>,
+}
+
+/// What the engine tells an observer (see [`JobsConfig::observer`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum JobEvent<'a> {
+    /// A worker took a job under a lease.
+    Claimed {
+        /// The job.
+        export_id: &'a str,
+        /// Its attempt number (1 for the first build).
+        attempt: u32,
+        /// The worker, as named in the store.
+        owner: &'a str,
+    },
+    /// A job's archive was published.
+    Completed {
+        /// The job.
+        export_id: &'a str,
+        /// The archive's size in bytes.
+        size: u64,
+    },
+    /// A build failed, and the job with it.
+    Failed {
+        /// The job.
+        export_id: &'a str,
+        /// Why.
+        error: &'a str,
+    },
+    /// A worker found its lease taken over: its build was dropped and
+    /// the job left to the new holder.
+    LeaseLost {
+        /// The job.
+        export_id: &'a str,
+        /// The attempt that lost it.
+        attempt: u32,
+    },
+    /// A job started too often was marked failed.
+    GaveUp {
+        /// The job.
+        export_id: &'a str,
+        /// How many builds were started.
+        attempts: u32,
+    },
+    /// The store could not be reached or refused a statement; the worker
+    /// carries on and tries again.
+    StoreError {
+        /// The error.
+        message: &'a str,
+    },
+}
+
+/// A callback told of [`JobEvent`]s; called on worker threads.
+pub type Observer = dyn Fn(&JobEvent<'_>) + Send + Sync;
+
+impl std::fmt::Debug for JobsConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JobsConfig")
+            .field("state_dir", &self.state_dir)
+            .field("max_age", &self.max_age)
+            .field("workers", &self.workers)
+            .field("max_jobs_per_batch", &self.max_jobs_per_batch)
+            .field("max_attempts", &self.max_attempts)
+            .field("store", &self.store_spec)
+            .field("lease", &self.lease)
+            .finish_non_exhaustive()
+    }
 }
 
 impl JobsConfig {
@@ -174,6 +262,13 @@ impl JobsConfig {
             build_threads: None,
             max_jobs_per_batch: 10,
             max_attempts: 3,
+            store_spec: None,
+            store: None,
+            lease: Duration::from_secs(60),
+            poll_interval: Duration::from_secs(1),
+            data_root: None,
+            objects_dir: None,
+            observer: None,
         }
     }
 
@@ -183,9 +278,11 @@ impl JobsConfig {
         self
     }
 
-    /// How many builds run at once. Default 1 (at least 1).
+    /// How many builds this process runs at once. Default 1; 0 makes an
+    /// engine that only records and answers requests, for workers of
+    /// other processes to build.
     pub fn workers(mut self, workers: usize) -> JobsConfig {
-        self.workers = workers.max(1);
+        self.workers = workers;
         self
     }
 
@@ -201,16 +298,100 @@ impl JobsConfig {
         self
     }
 
-    /// How many times a job interrupted by restarts is started before it
-    /// is marked failed. Default 3.
+    /// How many builds of one job are started (after restarts or lost
+    /// leases) before it is marked failed. Default 3.
     pub fn max_attempts(mut self, attempts: u32) -> JobsConfig {
         self.max_attempts = attempts.max(1);
+        self
+    }
+
+    /// Which job store to open. Default: SQLite at
+    /// `<state_dir>/jobs.sqlite3`.
+    pub fn store(mut self, spec: StoreSpec) -> JobsConfig {
+        self.store_spec = Some(spec);
+        self
+    }
+
+    /// An already open job store (for tests wrapping one). Default: open
+    /// [`JobsConfig::store`].
+    pub fn store_instance(mut self, store: Arc<dyn JobStore>) -> JobsConfig {
+        self.store = Some(store);
+        self
+    }
+
+    /// How long a worker's lease on a job lasts without renewal; it is
+    /// renewed every third of that while the build runs. Default 60 s.
+    pub fn lease(mut self, lease: Duration) -> JobsConfig {
+        self.lease = lease.max(Duration::from_millis(300));
+        self
+    }
+
+    /// How often an idle worker looks for jobs inserted by other
+    /// processes (its own process wakes it at once). Default 1 s.
+    pub fn poll_interval(mut self, every: Duration) -> JobsConfig {
+        self.poll_interval = every.max(Duration::from_millis(10));
+        self
+    }
+
+    /// The data folder: jobs record their dump relative to it, and a
+    /// worker finds the dump under its own data folder, so processes may
+    /// mount it at different paths. Default: none (absolute paths).
+    pub fn data_root(mut self, root: impl Into<PathBuf>) -> JobsConfig {
+        self.data_root = Some(root.into());
+        self
+    }
+
+    /// The folder archives are kept in. Default `<state_dir>/exports`.
+    pub fn objects_dir(mut self, dir: impl Into<PathBuf>) -> JobsConfig {
+        self.objects_dir = Some(dir.into());
+        self
+    }
+
+    /// Told of what workers do (a job taken, published, failed, a lease
+    /// lost), e.g. to log it. Default: none.
+    pub fn observer(mut self, observer: Arc<Observer>) -> JobsConfig {
+        self.observer = Some(observer);
         self
     }
 
     /// The state folder.
     pub fn state_dir(&self) -> &Path {
         &self.state_dir
+    }
+
+    /// The job store to open.
+    pub fn store_spec(&self) -> StoreSpec {
+        self.store_spec
+            .clone()
+            .unwrap_or_else(|| StoreSpec::Sqlite(self.state_dir.join("jobs.sqlite3")))
+    }
+
+    fn exports_dir(&self) -> PathBuf {
+        self.objects_dir
+            .clone()
+            .unwrap_or_else(|| self.state_dir.join("exports"))
+    }
+
+    fn emit(&self, event: &JobEvent<'_>) {
+        if let Some(observer) = &self.observer {
+            observer(event);
+        }
+    }
+
+    /// The dump directory as a job records it.
+    fn stored_dump_dir(&self, dir: &Path) -> PathBuf {
+        match &self.data_root {
+            Some(root) => dir.strip_prefix(root).unwrap_or(dir).to_path_buf(),
+            None => dir.to_path_buf(),
+        }
+    }
+
+    /// The dump directory a recorded one means here.
+    fn resolve_dump_dir(&self, recorded: &Path) -> PathBuf {
+        match &self.data_root {
+            Some(root) => root.join(recorded),
+            None => recorded.to_path_buf(),
+        }
     }
 }
 

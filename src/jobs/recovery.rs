@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 
 use time::OffsetDateTime;
 
-use super::store::Store;
+use super::store::JobStore;
 use super::{JobError, JobStatus};
 
 /// The reason given to a complete job whose archive is gone.
@@ -84,19 +84,20 @@ pub(crate) fn store_is_empty(path: &Path) -> bool {
 }
 
 /// Reconciles `exports/` (under `state_dir`) with the store; see the
-/// module docs. `store_was_empty` comes from [`store_is_empty`].
+/// module docs. `empty_store` is the SQLite file when [`store_is_empty`]
+/// found it missing or empty before it was opened.
 pub(crate) fn reconcile(
     state_dir: &Path,
-    store: &Store,
-    store_was_empty: bool,
+    exports: &Path,
+    store: &dyn JobStore,
+    empty_store: Option<PathBuf>,
     now: OffsetDateTime,
 ) -> Result<Vec<Recovery>, JobError> {
-    let exports = state_dir.join("exports");
     let mut fixes = Vec::new();
-    let archives = archives_in(&exports)?;
-    if store_was_empty && !archives.is_empty() {
+    let archives = archives_in(exports)?;
+    if let Some(store) = empty_store.filter(|_| !archives.is_empty()) {
         fixes.push(Recovery::EmptyStore {
-            store: state_dir.join("jobs.sqlite3"),
+            store,
             archives: archives.len(),
         });
     }

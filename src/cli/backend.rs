@@ -1,0 +1,103 @@
+//! What `serve` and `worker` share: where jobs, archives and dumps live,
+//! how builds are leased, and the engine opened from those flags.
+
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use batch_export::jobs::{
+    BuildJob, Builder, DumpBuilder, Jobs, JobsConfig, StoreSpec, SystemClock,
+};
+
+/// The job store, folders and worker settings of `serve` and `worker`.
+#[derive(Debug, clap::Args)]
+pub struct BackendArgs {
+    /// The data folder: one dump per subfolder (each with a batch.json).
+    #[arg(long, value_name = "DIR")]
+    pub data: PathBuf,
+    /// Where the SQLite store, archives, the signing secret and the
+    /// default token file are kept (created if missing).
+    #[arg(long, value_name = "DIR", default_value = ".batch-export")]
+    pub state: PathBuf,
+    /// The job store: sqlite:PATH or postgres://USER@HOST:PORT/DB
+    /// [default: sqlite:<state>/jobs.sqlite3].
+    #[arg(long, value_name = "STORE")]
+    pub store: Option<String>,
+    /// Where archives are kept [default: <state>/exports].
+    #[arg(long, value_name = "DIR")]
+    pub objects: Option<PathBuf>,
+    /// Seconds a worker's lease on a job lasts without renewal; renewed
+    /// every third of that while building.
+    #[arg(long, default_value_t = 60, value_name = "N")]
+    pub lease_seconds: u64,
+    /// Milliseconds an idle worker waits before looking for jobs of other
+    /// processes again.
+    #[arg(long, default_value_t = 1000, value_name = "MS")]
+    pub poll_ms: u64,
+    /// Hours a complete export is reused while its batch is unchanged.
+    #[arg(long, default_value_t = 24.0, value_name = "HOURS")]
+    pub max_age_hours: f64,
+    /// Testing only: wait this long before each build (so a test can stop
+    /// a worker mid-build).
+    #[arg(long, hide = true, default_value_t = 0, value_name = "MS")]
+    pub test_build_delay_ms: u64,
+}
+
+impl BackendArgs {
+    /// Opens the job engine with `workers` build threads.
+    pub fn open(&self, workers: usize) -> anyhow::Result<Jobs> {
+        std::fs::create_dir_all(&self.state)
+            .with_context(|| format!("creating state folder {}", self.state.display()))?;
+        let max_age = Duration::try_from_secs_f64(self.max_age_hours * 3600.0)
+            .context("--max-age-hours must be a non-negative number")?;
+        let mut config = JobsConfig::new(&self.state)
+            .max_age(max_age)
+            .workers(workers)
+            .lease(Duration::from_secs(self.lease_seconds.max(1)))
+            .poll_interval(Duration::from_millis(self.poll_ms))
+            .data_root(&self.data);
+        if let Some(store) = &self.store {
+            config = config.store(store.parse::<StoreSpec>()?);
+        }
+        if let Some(objects) = &self.objects {
+            anyhow::ensure!(
+                !objects.to_string_lossy().contains("://"),
+                "--objects takes a folder; object-store URLs are not supported yet"
+            );
+            config = config.objects_dir(objects);
+        }
+        let builder: Arc<dyn Builder> = match self.test_build_delay_ms {
+            0 => Arc::new(DumpBuilder),
+            ms => Arc::new(Delayed(Duration::from_millis(ms))),
+        };
+        let spec = config.store_spec();
+        Jobs::open(config, builder, Arc::new(SystemClock))
+            .with_context(|| format!("opening the job store {}", describe(&spec)))
+    }
+}
+
+/// The store, named without any password of its connection string.
+fn describe(spec: &StoreSpec) -> String {
+    match spec {
+        StoreSpec::Sqlite(path) => path.display().to_string(),
+        StoreSpec::Postgres(_) => "(PostgreSQL)".to_owned(),
+    }
+}
+
+/// Waits before building, giving up early when cancelled.
+struct Delayed(Duration);
+
+impl Builder for Delayed {
+    fn build(&self, job: &BuildJob<'_>) -> Result<(), batch_export::Error> {
+        let until = std::time::Instant::now() + self.0;
+        while std::time::Instant::now() < until {
+            if job.cancel.load(Ordering::SeqCst) {
+                return Err(batch_export::Error::Cancelled);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        DumpBuilder.build(job)
+    }
+}

@@ -1,0 +1,262 @@
+//! A worker thread: claim a job under a lease, build it while a heartbeat
+//! renews the lease, publish the archive fenced by that lease.
+//!
+//! Each attempt builds into its own file (`exports/.<id>.attempt-<n>.zip`),
+//! so two workers that both believe they hold a job never write the same
+//! file. The archive reaches `exports/<id>.zip` only inside
+//! [`JobStore::complete`](super::store::JobStore::complete), which runs the
+//! rename while the store holds the job and only when the lease is still
+//! this attempt's; a worker that lost its lease deletes its own file and
+//! leaves the job to the worker that took it over. A lease that can no
+//! longer be renewed also cancels the build at once.
+
+use std::fs;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::engine::Shared;
+use super::reason::{failure_reason, redact_paths};
+use super::store::{Claim, Lease};
+use super::{BuildJob, Job, JobError, JobEvent};
+use crate::error::display_chain;
+
+/// The worker loop of thread `index`; returns once the engine stops.
+pub(super) fn run(shared: &Shared, index: usize) {
+    let owner = format!("{}/{index}", shared.owner);
+    while !shared.stopping.load(Ordering::SeqCst) {
+        let ticket = shared.wake_ticket();
+        let now = shared.clock.now();
+        let claim = shared.store.claim(
+            &owner,
+            now,
+            now + shared.config.lease,
+            shared.config.max_attempts,
+        );
+        match claim {
+            Ok(Claim::Idle) => shared.idle(ticket, shared.config.poll_interval),
+            Ok(Claim::GaveUp(job)) => {
+                tracing::warn!(
+                    export_id = %job.id,
+                    batch_id = ?job.batch_id,
+                    attempts = job.attempts,
+                    "job failed: interrupted too often"
+                );
+                shared.config.emit(&JobEvent::GaveUp {
+                    export_id: &job.id,
+                    attempts: job.attempts,
+                });
+            }
+            Ok(Claim::Leased(job, lease)) => {
+                tracing::info!(
+                    export_id = %job.id,
+                    batch_id = ?job.batch_id,
+                    attempt = lease.attempt,
+                    owner = %owner,
+                    "job started"
+                );
+                shared.config.emit(&JobEvent::Claimed {
+                    export_id: &job.id,
+                    attempt: lease.attempt,
+                    owner: &owner,
+                });
+                if let Err(err) = attempt(shared, &job, &lease) {
+                    // The job stays generating; once the lease expires any
+                    // worker (this one included) takes it again.
+                    shared.config.emit(&JobEvent::StoreError {
+                        message: &display_chain(&err),
+                    });
+                }
+            }
+            Err(err) => {
+                shared.config.emit(&JobEvent::StoreError {
+                    message: &display_chain(&err),
+                });
+                shared.idle(ticket, shared.config.poll_interval);
+            }
+        }
+    }
+}
+
+/// How a build ended, as the heartbeat saw it.
+#[derive(Default)]
+struct Watch {
+    /// Set to stop the build: shutdown, or the lease is lost.
+    cancel: Arc<AtomicBool>,
+    /// The store said the lease is no longer ours.
+    lost: AtomicBool,
+}
+
+/// One attempt at a leased job: build, then publish or give up.
+fn attempt(shared: &Shared, job: &Job, lease: &Lease) -> Result<(), JobError> {
+    let output = shared.attempt_path(&job.id, lease.attempt);
+    let dump_dir = shared.config.resolve_dump_dir(&job.dump_dir);
+    let watch = Watch::default();
+    let (done, finished) = mpsc::channel::<()>();
+    let started = Instant::now();
+    let result = std::thread::scope(|scope| {
+        let watching = &watch;
+        scope.spawn(move || heartbeat(shared, lease, watching, finished));
+        let build = BuildJob {
+            export_id: &job.id,
+            dump_dir: &dump_dir,
+            filter: &job.filter,
+            output: &output,
+            cancel: &watch.cancel,
+            threads: shared.config.build_threads,
+        };
+        let result = catch_unwind(AssertUnwindSafe(|| shared.builder.build(&build)));
+        let _ = done.send(());
+        result
+    });
+    let took = started.elapsed();
+    let now = shared.clock.now();
+    let discard = || {
+        let _ = fs::remove_file(&output);
+    };
+    if watch.lost.load(Ordering::SeqCst) {
+        discard();
+        tracing::warn!(export_id = %job.id, attempt = lease.attempt, "job lease lost; build dropped");
+        shared.config.emit(&JobEvent::LeaseLost {
+            export_id: &job.id,
+            attempt: lease.attempt,
+        });
+        return Ok(());
+    }
+    match result {
+        Ok(Ok(())) => {
+            let size = match fs::metadata(&output) {
+                Ok(meta) => meta.len(),
+                Err(e) => {
+                    shared.store.fail(
+                        lease,
+                        now,
+                        &format!("the archive is missing: {}", e.kind()),
+                    )?;
+                    return Ok(());
+                }
+            };
+            let published = shared.archive_path(&job.id);
+            let mut publish =
+                || fs::rename(&output, &published).map_err(|e| JobError::io(&published, e));
+            match shared.store.complete(lease, now, size, &mut publish) {
+                Ok(true) => {
+                    shared.metrics.completed(took, size);
+                    tracing::info!(
+                        export_id = %job.id,
+                        batch_id = ?job.batch_id,
+                        duration_ms = took.as_millis() as u64,
+                        bytes = size,
+                        "job finished"
+                    );
+                    shared.config.emit(&JobEvent::Completed {
+                        export_id: &job.id,
+                        size,
+                    });
+                }
+                Ok(false) => {
+                    discard();
+                    tracing::warn!(
+                        export_id = %job.id,
+                        attempt = lease.attempt,
+                        "job lease lost; completion refused"
+                    );
+                    shared.config.emit(&JobEvent::LeaseLost {
+                        export_id: &job.id,
+                        attempt: lease.attempt,
+                    });
+                }
+                Err(err) => {
+                    discard();
+                    let reason = format!(
+                        "publishing the archive failed: {}",
+                        redact_paths(&display_chain(&err), None)
+                    );
+                    shared.store.fail(lease, now, &reason)?;
+                    failed(shared, job, took, &reason);
+                    shared.config.emit(&JobEvent::Failed {
+                        export_id: &job.id,
+                        error: &reason,
+                    });
+                }
+            }
+        }
+        // Stopped by shutdown: give the lease up so the next worker (of
+        // this process after a restart, or of another) takes it at once.
+        Ok(Err(_)) if shared.stopping.load(Ordering::SeqCst) => {
+            discard();
+            shared.store.release(lease)?;
+            tracing::info!(export_id = %job.id, "job interrupted by shutdown");
+        }
+        Ok(Err(err)) => {
+            discard();
+            let reason = failure_reason(&err, &dump_dir);
+            if shared.store.fail(lease, now, &reason)? {
+                failed(shared, job, took, &reason);
+                shared.config.emit(&JobEvent::Failed {
+                    export_id: &job.id,
+                    error: &reason,
+                });
+            }
+        }
+        Err(_) => {
+            discard();
+            let reason = "the build crashed";
+            if shared.store.fail(lease, now, reason)? {
+                failed(shared, job, took, reason);
+                shared.config.emit(&JobEvent::Failed {
+                    export_id: &job.id,
+                    error: reason,
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Counts and logs a failed build.
+fn failed(shared: &Shared, job: &Job, took: Duration, reason: &str) {
+    shared.metrics.failed(took);
+    tracing::warn!(
+        export_id = %job.id,
+        batch_id = ?job.batch_id,
+        duration_ms = took.as_millis() as u64,
+        reason = %reason,
+        "job failed"
+    );
+}
+
+/// Renews the lease every third of its length until the build is done,
+/// and cancels the build on shutdown or once the lease is lost.
+fn heartbeat(shared: &Shared, lease: &Lease, watch: &Watch, finished: mpsc::Receiver<()>) {
+    let every = shared.config.lease / 3;
+    let mut renewed = Instant::now();
+    loop {
+        match finished.recv_timeout(Duration::from_millis(50)) {
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            _ => return,
+        }
+        if shared.stopping.load(Ordering::SeqCst) {
+            watch.cancel.store(true, Ordering::SeqCst);
+        }
+        if renewed.elapsed() < every {
+            continue;
+        }
+        renewed = Instant::now();
+        let until = shared.clock.now() + shared.config.lease;
+        match shared.store.renew(lease, until) {
+            Ok(true) => {}
+            Ok(false) => {
+                watch.lost.store(true, Ordering::SeqCst);
+                watch.cancel.store(true, Ordering::SeqCst);
+            }
+            // A store that is briefly unreachable is not a lost lease:
+            // try again next beat; the lease expires if it stays away.
+            Err(err) => shared.config.emit(&JobEvent::StoreError {
+                message: &display_chain(&err),
+            }),
+        }
+    }
+}

@@ -1,0 +1,10 @@
+//! Scale-out (SPEC section 7): the job-store conformance suite on SQLite
+//! and PostgreSQL, leases and fencing through the engine, and several
+//! `serve` and `worker` processes on one PostgreSQL. The servers are real
+//! (see `servers`), started once per test run.
+
+mod fencing;
+mod objects;
+mod processes;
+pub mod servers;
+mod store;
