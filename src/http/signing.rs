@@ -7,7 +7,7 @@
 //! ever appears in a link. Signatures are compared in constant time
 //! (`hmac::Mac::verify_slice`), so a forger learns nothing from timing.
 //!
-//! The secret file is written by [`write_private`], which [`super::auth`]
+//! The secret file is written by `write_private`, which [`super::auth`]
 //! also uses for a new token file.
 
 use std::fs;
