@@ -239,21 +239,15 @@ fn check_responses(bytes: &[u8], parsed: &Parsed, sink: &mut Sink) -> Option<u64
         );
         content(sink, Some(1), message);
     }
-    for ((line, cells), wanted) in records.iter().zip(&expected) {
-        let differing: Vec<&str> = RESPONSES_COLUMNS
-            .iter()
-            .zip(cells.iter().zip(wanted))
-            .filter(|(_, (cell, wanted))| !wanted.matches(cell))
-            .map(|(column, _)| *column)
-            .collect();
-        if !differing.is_empty() {
-            let message = format!(
-                "the row differs from its answer item in responses-by-submission.jsonl in {}",
-                differing.join(", ")
-            );
-            content(sink, Some(*line), message);
-        }
-    }
+    let source = "its answer item in responses-by-submission.jsonl";
+    report_differing_rows(
+        sink,
+        RESPONSES,
+        &RESPONSES_COLUMNS,
+        &records,
+        &expected,
+        source,
+    );
     Some(records.len() as u64)
 }
 
@@ -316,27 +310,45 @@ fn check_codebook(bytes: &[u8], parsed: &Parsed, sink: &mut Sink) -> Option<u64>
         );
         sink.push(VerifyProblemKind::Content, Some(CODEBOOK), Some(1), message);
     }
-    for ((line, cells), wanted) in records.iter().zip(&expected) {
-        let differing: Vec<&str> = CODEBOOK_COLUMNS
+    let source = "batch.json's instructions";
+    report_differing_rows(
+        sink,
+        CODEBOOK,
+        &CODEBOOK_COLUMNS,
+        &records,
+        &expected,
+        source,
+    );
+    Some(records.len() as u64)
+}
+
+/// Reports each row whose cells differ from the expected ones, naming the
+/// differing columns and what the row was derived from (`source`).
+fn report_differing_rows<const N: usize>(
+    sink: &mut Sink,
+    entry: &str,
+    columns: &[&str; N],
+    records: &[(u64, Vec<String>)],
+    expected: &[[Expected<'_>; N]],
+    source: &str,
+) {
+    for ((line, cells), wanted) in records.iter().zip(expected) {
+        let differing: Vec<&str> = columns
             .iter()
             .zip(cells.iter().zip(wanted))
             .filter(|(_, (cell, wanted))| !wanted.matches(cell))
             .map(|(column, _)| *column)
             .collect();
         if !differing.is_empty() {
-            let message = format!(
-                "the row differs from batch.json's instructions in {}",
-                differing.join(", ")
-            );
+            let message = format!("the row differs from {source} in {}", differing.join(", "));
             sink.push(
                 VerifyProblemKind::Content,
-                Some(CODEBOOK),
+                Some(entry),
                 Some(*line),
                 message,
             );
         }
     }
-    Some(records.len() as u64)
 }
 
 fn syntax(sink: &mut Sink, entry: &str, line: Option<u64>, message: String) {
