@@ -78,22 +78,9 @@ fn make_awkward(dump: &Path) {
 
 #[test]
 fn random_dumps_tables_read_back_with_pandas_hold_every_answer_item() {
-    let Some(python) = crate::readers::python() else {
+    let Some(python) = crate::readers::python_with_pandas() else {
         return;
     };
-    let has_pandas = Command::new(&python)
-        .args(["-c", "import pandas"])
-        .status()
-        .is_ok_and(|s| s.success());
-    if !has_pandas {
-        assert_ne!(
-            std::env::var("CI").as_deref(),
-            Ok("true"),
-            "pandas is missing under CI"
-        );
-        eprintln!("note: pandas not installed, skipping");
-        return;
-    }
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/oracle/check_tables.py");
     for seed in 1..=8u64 {
         let dump = tempfile::tempdir().unwrap();

@@ -12,7 +12,7 @@ use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
-use super::{hash_file, python, run, Expected, Manifest};
+use super::{hash_file, python_with_pandas, run, Expected, Manifest};
 
 /// Records of a dump being written, one list per file.
 pub struct DumpWriter {
@@ -315,22 +315,9 @@ pub fn manifest(archive: &Path, dump: &Path) -> Manifest {
 /// written in that folder, and checks what they print against batch.json
 /// and the answers counted from the JSON Lines.
 pub fn run_readme_example(archive: &Path) {
-    let Some(python) = python() else {
+    let Some(python) = python_with_pandas() else {
         return;
     };
-    let has_pandas = Command::new(&python)
-        .args(["-c", "import pandas"])
-        .status()
-        .is_ok_and(|s| s.success());
-    if !has_pandas {
-        assert_ne!(
-            std::env::var("CI").as_deref(),
-            Ok("true"),
-            "pandas is missing under CI (see .ci/install.sh)"
-        );
-        eprintln!("note: pandas not installed, skipping the README example");
-        return;
-    }
     let folder = tempfile::tempdir().unwrap();
     let file = std::fs::File::open(archive).unwrap();
     zip::ZipArchive::new(file)

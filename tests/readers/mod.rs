@@ -60,6 +60,26 @@ pub fn python() -> Option<PathBuf> {
     tool("python3 (or .venv/bin/python)", &["python3"])
 }
 
+/// A Python with pandas (for the README example and the CSV oracle). When
+/// pandas is missing: a failure under CI, otherwise `None` after a note.
+pub fn python_with_pandas() -> Option<PathBuf> {
+    let python = python()?;
+    let has_pandas = Command::new(&python)
+        .args(["-c", "import pandas"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !has_pandas {
+        assert_ne!(
+            std::env::var("CI").as_deref(),
+            Ok("true"),
+            "pandas is missing under CI (see .ci/install.sh)"
+        );
+        eprintln!("note: pandas not installed, skipping");
+        return None;
+    }
+    Some(python)
+}
+
 /// The first of `names` on the PATH. When none is: a failure under CI,
 /// otherwise `None` after a note (the caller skips that reader).
 pub fn tool(what: &str, names: &[&str]) -> Option<PathBuf> {
