@@ -7,7 +7,8 @@
 //! share the store. Builds run on worker threads ([`super::worker`]) that
 //! claim jobs from the store under a lease; a request that inserted a job
 //! wakes this process's idle workers at once, and workers of other
-//! processes find it on their next poll.
+//! processes through the store's notices (PostgreSQL's `LISTEN`/`NOTIFY`),
+//! or on their next poll where the store sends none.
 
 use std::fs;
 use std::path::PathBuf;
@@ -133,12 +134,21 @@ impl Jobs {
             woken: Condvar::new(),
             owner,
         });
-        let workers = (0..shared.config.workers)
+        let mut workers: Vec<JoinHandle<()>> = (0..shared.config.workers)
             .map(|index| {
                 let shared = Arc::clone(&shared);
                 std::thread::spawn(move || super::worker::run(&shared, index))
             })
             .collect();
+        if shared.config.workers > 0 {
+            // Listening before `open` returns: a job queued elsewhere from
+            // then on wakes these workers.
+            let notices = shared.store.notices();
+            let shared = Arc::clone(&shared);
+            workers.push(std::thread::spawn(move || {
+                super::worker::listen(&shared, notices)
+            }));
+        }
         Ok(Jobs {
             inner: Arc::new(Inner {
                 shared,
@@ -333,7 +343,7 @@ impl Shared {
         *lock(&self.wake)
     }
 
-    fn wake_workers(&self) {
+    pub(super) fn wake_workers(&self) {
         *lock(&self.wake) += 1;
         self.woken.notify_all();
     }

@@ -9,6 +9,11 @@
 //! this attempt's; a worker that lost its lease deletes its own file and
 //! leaves the job to the worker that took it over. A lease that can no
 //! longer be renewed also cancels the build at once.
+//!
+//! Beside the workers, one thread per process ([`listen`]) waits on the
+//! store's notices and wakes idle workers when another process queues a
+//! job; they still poll, in case a notice is lost (a reconnect) or the
+//! store sends none (SQLite).
 
 use std::fs;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -19,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use super::engine::Shared;
 use super::reason::{failure_reason, redact_paths};
-use super::store::{Claim, Lease};
+use super::store::{Claim, JobNotices, Lease};
 use super::{BuildJob, Job, JobError, JobEvent};
 use crate::error::display_chain;
 
@@ -75,6 +80,47 @@ pub(super) fn run(shared: &Shared, index: usize) {
                     message: &display_chain(&err),
                 });
                 shared.idle(ticket, shared.config.poll_interval);
+            }
+        }
+    }
+}
+
+/// How long one wait for notices lasts: how soon the listener sees
+/// shutdown.
+const NOTICE_WAIT: Duration = Duration::from_millis(200);
+
+/// The listener loop on `first` (the store's first answer to
+/// [`JobStore::notices`](super::JobStore::notices)): wakes this process's
+/// idle workers whenever the store says a job can be claimed; returns once
+/// the engine stops, or at once when the store sends no notices.
+pub(super) fn listen(shared: &Shared, first: Result<Option<Box<dyn JobNotices>>, JobError>) {
+    let mut opened = Some(first);
+    let mut notices = None;
+    while !shared.stopping.load(Ordering::SeqCst) {
+        let listening = match &mut notices {
+            Some(listening) => listening,
+            None => match opened.take().unwrap_or_else(|| shared.store.notices()) {
+                Ok(Some(opened)) => notices.insert(opened),
+                Ok(None) => return,
+                Err(err) => {
+                    shared.config.emit(&JobEvent::StoreError {
+                        message: &display_chain(&err),
+                    });
+                    shared.idle(shared.wake_ticket(), shared.config.poll_interval);
+                    continue;
+                }
+            },
+        };
+        match listening.wait(NOTICE_WAIT) {
+            Ok(true) => shared.wake_workers(),
+            Ok(false) => {}
+            Err(err) => {
+                shared.config.emit(&JobEvent::StoreError {
+                    message: &display_chain(&err),
+                });
+                // Notices sent while listening again are lost: look now.
+                notices = None;
+                shared.wake_workers();
             }
         }
     }

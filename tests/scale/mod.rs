@@ -4,6 +4,7 @@
 //! (see `servers`), started once per test run.
 
 mod fencing;
+mod notify;
 mod objects;
 mod processes;
 pub mod servers;

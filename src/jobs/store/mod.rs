@@ -19,6 +19,10 @@
 //!   job's row, so a worker whose lease was taken over can neither finish
 //!   the job nor put its archive in place.
 //!
+//! Idle workers learn of jobs other processes queue from
+//! [`JobStore::notices`] where the store can tell (PostgreSQL's
+//! `LISTEN`/`NOTIFY`), and by polling either way, as a fallback.
+//!
 //! Times are Unix milliseconds from the engine's [`Clock`](super::Clock),
 //! passed in by the caller. Schemas are versioned migrations kept in the
 //! repository (`migrations/sqlite/`, `migrations/postgres/`) and applied
@@ -31,6 +35,7 @@ mod sqlite;
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use time::OffsetDateTime;
 
@@ -161,6 +166,15 @@ pub enum Removal {
 /// store holds the job, so nobody can take the job over meanwhile.
 pub type Publish<'a> = dyn FnMut() -> Result<(), JobError> + 'a;
 
+/// Word from the store that some process queued a job (or gave one back),
+/// so idle workers look for it at once instead of at their next poll.
+pub trait JobNotices: Send {
+    /// Waits up to `timeout` for word; true when some came (several
+    /// notices are taken as one). An error means the notices are lost
+    /// (e.g. the connection broke): ask the store for new ones.
+    fn wait(&mut self, timeout: Duration) -> Result<bool, JobError>;
+}
+
 /// The operations the job engine needs from a store. Every method is one
 /// transaction; see the module docs for who decides what.
 pub trait JobStore: Send + Sync {
@@ -235,6 +249,13 @@ pub trait JobStore: Send + Sync {
 
     /// Marks a complete job failed (its archive is gone), saying why.
     fn lose(&self, export_id: &str, at: OffsetDateTime, error: &str) -> Result<(), JobError>;
+
+    /// A listener told whenever any process queues a job or gives a lease
+    /// up; `None` (the default, and SQLite's answer) when the store cannot
+    /// tell, so workers only poll.
+    fn notices(&self) -> Result<Option<Box<dyn JobNotices>>, JobError> {
+        Ok(None)
+    }
 }
 
 /// The columns every query reads, in [`RawJob`]'s order.

@@ -10,16 +10,23 @@
 //! `FOR UPDATE SKIP LOCKED`; completion holds the row lock while the
 //! archive is published. Migrations run under a session advisory lock,
 //! so processes starting together apply each one once.
+//!
+//! A request that queues a job, and a worker that gives a lease up, send
+//! `NOTIFY batch_export_jobs` in the same transaction (so it is delivered
+//! only once the job is visible); [`JobStore::notices`] opens a connection
+//! of its own that `LISTEN`s on that channel and wakes idle workers of
+//! every process. Notices carry no payload: a woken worker simply claims.
 
 use std::sync::{Condvar, Mutex};
 use std::time::Duration;
 
+use postgres::fallible_iterator::FallibleIterator;
 use postgres::{Client, GenericClient, NoTls, Row};
 use time::OffsetDateTime;
 
 use super::{
-    gave_up_reason, millis, status_of, Claim, Decision, JobStore, Lease, NewRequest, Publish,
-    RawJob, Removal, COLUMNS,
+    gave_up_reason, millis, status_of, Claim, Decision, JobNotices, JobStore, Lease, NewRequest,
+    Publish, RawJob, Removal, COLUMNS,
 };
 use crate::jobs::{Job, JobError, JobStatus};
 
@@ -31,6 +38,9 @@ const MIGRATIONS: &[(i32, &str)] = &[(
 
 /// The advisory-lock key migrations run under (any constant of our own).
 const MIGRATION_LOCK: i64 = 0x6261_7463_6865_7870; // "batchexp"
+
+/// The channel of "a job can be claimed" notices.
+const JOBS_CHANNEL: &str = "batch_export_jobs";
 
 /// How many connections one process opens at most.
 const DEFAULT_POOL_SIZE: usize = 8;
@@ -279,6 +289,9 @@ impl JobStore for PostgresStore {
                 &i32::try_from(job.attempts).unwrap_or(0),
             ],
         )?;
+        if job.status == JobStatus::Generating {
+            notify(&mut tx)?;
+        }
         tx.commit()?;
         Ok(Decision::Inserted)
     }
@@ -355,11 +368,18 @@ impl JobStore for PostgresStore {
     }
 
     fn release(&self, lease: &Lease) -> Result<(), JobError> {
-        self.conn()?.execute(
+        let mut conn = self.conn()?;
+        let mut tx = conn.transaction()?;
+        let released = tx.execute(
             "UPDATE jobs SET lease_owner = NULL, lease_until = NULL WHERE id = $1
              AND status = 'generating' AND lease_owner = $2 AND attempts = $3",
             &[&lease.export_id, &lease.owner, &attempt(lease)],
         )?;
+        // Claimable at once: an idle worker elsewhere may take it now.
+        if released > 0 {
+            notify(&mut tx)?;
+        }
+        tx.commit()?;
         Ok(())
     }
 
@@ -431,6 +451,14 @@ impl JobStore for PostgresStore {
             .collect())
     }
 
+    fn notices(&self) -> Result<Option<Box<dyn JobNotices>>, JobError> {
+        // Its own connection, outside the pool: it stays in LISTEN and
+        // only ever waits.
+        let mut client = Client::connect(&self.url, NoTls)?;
+        client.batch_execute(&format!("LISTEN {JOBS_CHANNEL}"))?;
+        Ok(Some(Box::new(PostgresNotices { client })))
+    }
+
     fn lose(&self, export_id: &str, at: OffsetDateTime, error: &str) -> Result<(), JobError> {
         self.conn()?.execute(
             "UPDATE jobs SET status = 'failed', finished_at = $2, error = $3, size = NULL
@@ -438,5 +466,31 @@ impl JobStore for PostgresStore {
             &[&export_id, &millis(at), &error],
         )?;
         Ok(())
+    }
+}
+
+/// Sends the "a job can be claimed" notice, delivered when `tx` commits.
+fn notify(tx: &mut impl GenericClient) -> Result<(), postgres::Error> {
+    tx.execute("SELECT pg_notify($1, '')", &[&JOBS_CHANNEL])?;
+    Ok(())
+}
+
+/// A connection listening on [`JOBS_CHANNEL`].
+struct PostgresNotices {
+    client: Client,
+}
+
+impl JobNotices for PostgresNotices {
+    fn wait(&mut self, timeout: Duration) -> Result<bool, JobError> {
+        if self.client.is_closed() {
+            // A closed connection waits for nothing; asking it something
+            // turns that into the error the caller reconnects on.
+            self.client.batch_execute("SELECT 1")?;
+        }
+        let mut notifications = self.client.notifications();
+        let woken = notifications.timeout_iter(timeout).next()?.is_some();
+        // A burst of notices is one wake-up: the woken workers claim all.
+        while notifications.iter().next()?.is_some() {}
+        Ok(woken)
     }
 }
