@@ -20,7 +20,6 @@
 
 use caseless::Caseless;
 use unicode_normalization::UnicodeNormalization;
-use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
 
 use crate::hash::HashSet;
 
@@ -101,7 +100,55 @@ fn finish(text: &str) -> String {
 /// format characters (Cf), which are invisible or reorder what is shown
 /// (`rlo\u{202e}gpj.exe` displays as `rloexe.jpg`).
 fn is_invisible(c: char) -> bool {
-    c.is_control() || c.general_category() == GeneralCategory::Format
+    c.is_control() || is_format(c)
+}
+
+/// Every character of general category Cf (format) in Unicode 18, as
+/// inclusive ranges in code point order. Twenty-one ranges do not justify a
+/// crate (the engine's dependency budget is 60); a test compares the table
+/// with `unicode-properties` (a dev-dependency) over every code point, so a
+/// newer Unicode that adds a format character fails the tests, not names.
+const FORMAT_CHARACTERS: [(char, char); 21] = [
+    ('\u{ad}', '\u{ad}'),
+    ('\u{600}', '\u{605}'),
+    ('\u{61c}', '\u{61c}'),
+    ('\u{6dd}', '\u{6dd}'),
+    ('\u{70f}', '\u{70f}'),
+    ('\u{890}', '\u{891}'),
+    ('\u{8e2}', '\u{8e2}'),
+    ('\u{180e}', '\u{180e}'),
+    ('\u{200b}', '\u{200f}'),
+    ('\u{202a}', '\u{202e}'),
+    ('\u{2060}', '\u{2064}'),
+    ('\u{2066}', '\u{206f}'),
+    ('\u{feff}', '\u{feff}'),
+    ('\u{fff9}', '\u{fffb}'),
+    ('\u{110bd}', '\u{110bd}'),
+    ('\u{110cd}', '\u{110cd}'),
+    ('\u{13430}', '\u{1343f}'),
+    ('\u{1bca0}', '\u{1bca3}'),
+    ('\u{1d173}', '\u{1d17a}'),
+    ('\u{e0001}', '\u{e0001}'),
+    ('\u{e0020}', '\u{e007f}'),
+];
+
+/// True for a format character (category Cf).
+fn is_format(c: char) -> bool {
+    // ASCII and most of Latin-1 hold none: skip the search for them.
+    if c < '\u{ad}' {
+        return false;
+    }
+    FORMAT_CHARACTERS
+        .binary_search_by(|&(first, last)| {
+            if last < c {
+                std::cmp::Ordering::Less
+            } else if first > c {
+                std::cmp::Ordering::Greater
+            } else {
+                std::cmp::Ordering::Equal
+            }
+        })
+        .is_ok()
 }
 
 /// Windows reserves device names whatever the extension (`nul.txt` too),
@@ -204,16 +251,26 @@ pub fn safe_prefix(submission_id: &str) -> String {
 ///
 /// ```
 /// use batch_export::naming::archive_file_name;
-/// let at = time::macros::datetime!(2024-05-01 12:30:05 +2);
+/// use time::{Date, Month, Time, UtcOffset};
+/// let day = Date::from_calendar_date(2024, Month::May, 1).unwrap();
+/// let at = day
+///     .with_time(Time::from_hms(12, 30, 5).unwrap())
+///     .assume_offset(UtcOffset::from_hms(2, 0, 0).unwrap());
 /// assert_eq!(archive_file_name("b/1", at), "b_1-export-20240501-103005.zip");
 /// ```
 pub fn archive_file_name(batch_id: &str, at: time::OffsetDateTime) -> String {
-    let stamp = at
-        .to_offset(time::UtcOffset::UTC)
-        .format(time::macros::format_description!(
-            "[year][month][day]-[hour][minute][second]"
-        ))
-        .unwrap_or_default();
+    let at = at.to_offset(time::UtcOffset::UTC);
+    // Written out rather than with `time`'s format macros, which would
+    // bring a proc-macro crate into the engine for one line.
+    let stamp = format!(
+        "{:04}{:02}{:02}-{:02}{:02}{:02}",
+        at.year(),
+        u8::from(at.month()),
+        at.day(),
+        at.hour(),
+        at.minute(),
+        at.second()
+    );
     format!("{}-export-{stamp}.zip", safe_prefix(batch_id))
 }
 
@@ -279,6 +336,26 @@ mod tests {
         );
         assert_eq!(safe_file_name("\u{2066}iso\u{2069}.txt"), "iso.txt");
         assert_eq!(safe_file_name("\u{200b}"), "file");
+    }
+
+    #[test]
+    fn the_format_table_is_exactly_unicode_category_cf() {
+        use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
+        let differing: Vec<String> = (0..=0x10_ffff_u32)
+            .filter_map(char::from_u32)
+            .filter(|&c| is_format(c) != (c.general_category() == GeneralCategory::Format))
+            .map(|c| format!("U+{:04X}", u32::from(c)))
+            .collect();
+        assert!(differing.is_empty(), "table differs at {differing:?}");
+        assert!(FORMAT_CHARACTERS.windows(2).all(|w| w[0].1 < w[1].0));
+    }
+
+    #[test]
+    fn archive_names_count_years_and_pad_every_field() {
+        use time::{Date, Month, Time};
+        let day = Date::from_calendar_date(987, Month::February, 3).unwrap();
+        let at = day.with_time(Time::from_hms(4, 5, 6).unwrap()).assume_utc();
+        assert_eq!(archive_file_name("b", at), "b-export-09870203-040506.zip");
     }
 
     #[test]

@@ -249,7 +249,8 @@ impl Config {
             Some(time) => (utc_rfc3339(time), time),
             None => (
                 EPOCH_1980.to_owned(),
-                time::macros::datetime!(1980-01-01 0:00 UTC),
+                // 1980-01-01 00:00 UTC: ten years, two of them leap, after 1970.
+                OffsetDateTime::UNIX_EPOCH + time::Duration::days(10 * 365 + 2),
             ),
         }
     }

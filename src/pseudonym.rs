@@ -93,7 +93,7 @@ pub fn pseudonym(key: &[u8], participant_id: &str) -> String {
     let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key).expect("hmac accepts any key length");
     mac.update(participant_id.as_bytes());
     let digest = mac.finalize().into_bytes();
-    format!("{PSEUDONYM_PREFIX}{}", hex::encode(&digest[..8]))
+    format!("{PSEUDONYM_PREFIX}{}", crate::hash::to_hex(&digest[..8]))
 }
 
 /// True for text of the form a pseudonym has.

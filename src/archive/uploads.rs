@@ -462,8 +462,8 @@ impl CheckedReader<'_> {
                 let message = format!(
                     "upload {:?} has SHA-256 {}, the record says {}",
                     upload.file_key,
-                    hex::encode(actual),
-                    hex::encode(expected)
+                    crate::hash::to_hex(&actual),
+                    crate::hash::to_hex(&expected)
                 );
                 return Err(Error::refuse_one(upload_problem(
                     file, cx, "sha256", message,

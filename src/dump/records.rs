@@ -193,7 +193,7 @@ pub(crate) fn upload(object: LineObject<'_>, file: &str, line: u64) -> Parsed<Up
 
 fn parse_sha256(text: &str) -> Option<[u8; 32]> {
     let mut digest = [0u8; 32];
-    hex::decode_to_slice(text, &mut digest).ok()?;
+    crate::hash::from_hex_into(text, &mut digest)?;
     Some(digest)
 }
 

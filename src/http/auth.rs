@@ -137,7 +137,7 @@ impl Tokens {
             path: path.to_path_buf(),
             error,
         };
-        let token = hex::encode(random_bytes(20).map_err(io)?);
+        let token = crate::hash::to_hex(&random_bytes(20).map_err(io)?);
         let file = TokenFile {
             tokens: vec![TokenEntry {
                 name: "development token".to_owned(),

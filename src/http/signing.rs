@@ -73,8 +73,8 @@ impl Signer {
         };
         match fs::read_to_string(path) {
             Ok(text) => {
-                let key = hex::decode(text.trim())
-                    .map_err(|_| unusable("not a hex-encoded signing key"))?;
+                let key = crate::hash::from_hex(text.trim())
+                    .ok_or_else(|| unusable("not a hex-encoded signing key"))?;
                 if key.len() < 16 {
                     return Err(unusable("signing key shorter than 16 bytes"));
                 }
@@ -82,7 +82,7 @@ impl Signer {
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 let key = random_bytes(32).map_err(io)?;
-                write_private(path, hex::encode(&key).as_bytes()).map_err(io)?;
+                write_private(path, crate::hash::to_hex(&key).as_bytes()).map_err(io)?;
                 Ok(Signer { key })
             }
             Err(e) => Err(io(e)),
@@ -91,13 +91,13 @@ impl Signer {
 
     /// The signature of a link to `export_id` valid until `expires` (Unix seconds).
     pub fn sign(&self, export_id: &str, expires: i64) -> String {
-        hex::encode(self.mac(export_id, expires).finalize().into_bytes())
+        crate::hash::to_hex(&self.mac(export_id, expires).finalize().into_bytes())
     }
 
     /// True when `signature` is the signature of (`export_id`, `expires`).
     /// The expiry itself is checked by the caller against its clock.
     pub fn verify(&self, export_id: &str, expires: i64, signature: &str) -> bool {
-        let Ok(bytes) = hex::decode(signature) else {
+        let Some(bytes) = crate::hash::from_hex(signature) else {
             return false;
         };
         self.mac(export_id, expires).verify_slice(&bytes).is_ok()

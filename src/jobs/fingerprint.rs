@@ -97,7 +97,7 @@ pub fn fingerprint(dir: &Path) -> Result<String, JobError> {
             Found::Special => hasher.update(b"s"),
         }
     }
-    Ok(hex::encode(hasher.finalize()))
+    Ok(crate::hash::to_hex(&hasher.finalize()))
 }
 
 /// Opens a file the walk saw as regular, refusing it if it was swapped for

@@ -293,7 +293,7 @@ pub(crate) fn upload(
         plan.submission_of_upload(j),
         plan.upload_name(j),
         kind.content_type(),
-        hex::encode(sha256)
+        crate::hash::to_hex(sha256)
     );
 }
 
