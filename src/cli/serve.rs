@@ -19,7 +19,8 @@ pub struct ServeArgs {
     #[arg(long, default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
     /// The token file [default: <state>/tokens.json, created with a
-    /// development token when missing].
+    /// development token when missing; the token is in the file, never
+    /// printed].
     #[arg(long, value_name = "FILE")]
     tokens: Option<PathBuf>,
     /// The base URL of download links, as clients reach the service
@@ -83,11 +84,13 @@ pub fn run(args: ServeArgs) -> anyhow::Result<u8> {
         let mut workspaces: Vec<String> = batches.iter().map(|b| b.workspace_id.clone()).collect();
         workspaces.sort();
         workspaces.dedup();
-        let (tokens, token) = Tokens::create_default(&tokens_path, workspaces.clone())?;
-        eprintln!(
-            "created {} with a development token for workspaces {}:\n\n    export PROLIFIC_TOKEN={token}\n",
-            printable(&tokens_path.display().to_string()),
-            printable(&workspaces.join(", "))
+        let tokens = Tokens::create_default(&tokens_path, workspaces.clone())?;
+        // The token itself stays in the file (mode 0600): a secret never
+        // goes to a log, and standard error of a service usually is one.
+        tracing::info!(
+            path = %printable(&tokens_path.display().to_string()),
+            workspaces = %printable(&workspaces.join(",")),
+            "created a token file holding a development token, readable by its owner only"
         );
         tokens
     };

@@ -126,13 +126,12 @@ impl Tokens {
         Ok(Tokens::from_file(&file))
     }
 
-    /// Writes a token file at `path` holding one new random development
-    /// token for `workspaces`; returns the tokens and that token. Refuses
-    /// to overwrite an existing file.
-    pub fn create_default(
-        path: &Path,
-        workspaces: Vec<String>,
-    ) -> Result<(Tokens, String), TokenFileError> {
+    /// Writes a token file at `path` (readable by its owner only) holding
+    /// one new random development token for `workspaces`, and returns the
+    /// tokens. The token is not returned: whoever needs it reads the file,
+    /// so it is never at hand to be printed. Refuses to overwrite an
+    /// existing file.
+    pub fn create_default(path: &Path, workspaces: Vec<String>) -> Result<Tokens, TokenFileError> {
         let io = |error| TokenFileError::Io {
             path: path.to_path_buf(),
             error,
@@ -141,14 +140,14 @@ impl Tokens {
         let file = TokenFile {
             tokens: vec![TokenEntry {
                 name: "development token".to_owned(),
-                token: token.clone(),
+                token,
                 workspaces,
             }],
         };
         // Serialising plain strings cannot fail.
         let text = serde_json::to_vec_pretty(&file).unwrap_or_default();
         write_private(path, &text).map_err(io)?;
-        Ok((Tokens::from_file(&file), token))
+        Ok(Tokens::from_file(&file))
     }
 
     /// The access of the `Authorization` header's value, or `None` for a

@@ -1,5 +1,6 @@
-//! The real `batch-export serve` process: what it logs at start, and what
-//! it does after being killed mid-build.
+//! The real `batch-export serve` process: what it logs at start (and that
+//! a first start's development token stays out of it), and what it does
+//! after being killed mid-build.
 
 use std::fs;
 use std::io::{BufRead, BufReader};
@@ -31,14 +32,21 @@ impl ServeProcess {
         let tokens = state.join("test-tokens.json");
         let file = format!(r#"{{"tokens": [{{"token": "{TOKEN}", "workspaces": ["*"]}}]}}"#);
         fs::write(&tokens, file).unwrap();
+        let mut with_tokens = vec!["--tokens", tokens.to_str().unwrap()];
+        with_tokens.extend(args);
+        ServeProcess::spawn(data, state, &with_tokens)
+    }
+
+    /// Starts `serve` with no arguments but the folders, a free port and
+    /// `args` (no `--tokens`: the default token file), and waits for its
+    /// "serving" line.
+    pub(super) fn spawn(data: &Path, state: &Path, args: &[&str]) -> ServeProcess {
         let mut child = Command::new(env!("CARGO_BIN_EXE_batch-export"))
             .arg("serve")
             .arg("--data")
             .arg(data)
             .arg("--state")
             .arg(state)
-            .arg("--tokens")
-            .arg(&tokens)
             .args(["--listen", "127.0.0.1:0"])
             .args(args)
             .env_remove("RUST_LOG")
@@ -143,4 +151,45 @@ fn startup_logs_escape_batch_ids() {
     // And the service serves.
     let answer = call("POST", &serve.export_url(), Some(TOKEN));
     assert_eq!(answer.status, 202, "{}", answer.text);
+}
+
+#[test]
+fn a_first_start_keeps_its_development_token_in_a_private_file_and_out_of_the_log() {
+    use std::os::unix::fs::PermissionsExt;
+
+    let dirs = Dirs::new();
+    let serve = ServeProcess::spawn(dirs.data.path(), dirs.state.path(), &[]);
+    let path = dirs.state.path().join("tokens.json");
+    let created = serve
+        .startup
+        .iter()
+        .find(|line| line.contains("created a token file"))
+        .unwrap_or_else(|| panic!("no line names the token file: {:#?}", serve.startup));
+    assert!(created.contains(&path.display().to_string()), "{created}");
+    let mode = fs::metadata(&path).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "{mode:o}");
+    let file: TokenFile = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
+    let token = file.tokens[0].token.clone();
+    assert!(token.len() >= 32, "{token}");
+    assert_eq!(file.tokens[0].workspaces, ["ws-ecology"]);
+    // The token in the file is the one the service accepts.
+    let answer = call("POST", &serve.export_url(), Some(&token));
+    assert_eq!(answer.status, 202, "{}", answer.text);
+    let lines = serve.stop();
+    let leaking: Vec<&String> = lines.iter().filter(|l| l.contains(&token)).collect();
+    assert!(leaking.is_empty(), "the token is logged: {leaking:#?}");
+
+    // A second start reads the file and creates nothing.
+    let before = fs::read(&path).unwrap();
+    let again = ServeProcess::spawn(dirs.data.path(), dirs.state.path(), &[]);
+    assert!(
+        !again
+            .startup
+            .iter()
+            .any(|l| l.contains("created a token file")),
+        "{:#?}",
+        again.startup
+    );
+    assert_eq!(call("GET", &again.export_url(), Some(&token)).status, 200);
+    assert_eq!(fs::read(&path).unwrap(), before);
 }
