@@ -29,6 +29,8 @@
 //! - `jobs` (feature `service`): the export-job engine: SQLite store,
 //!   fingerprints, signed links, workers
 //! - `http` (feature `service`): the export-job web service on top of `jobs`
+//! - `s3` (feature `s3`): S3-compatible object storage: `s3://BUCKET/PREFIX`
+//!   locations, the server's configuration, the client
 //! - `client` (feature `client`): the client of that service: request, poll, download
 //! - `wire` (features `service` or `client`): the protocol both share: paths,
 //!   query, bodies, file name
@@ -38,8 +40,8 @@
 //! # Embedding
 //!
 //! An export backend depends on the engine alone, which leaves out the
-//! service, its client and the binary (features `service`, `client` and
-//! `cli`, all on by default):
+//! service, its client and the binary (features `service`, `postgres`, `s3`,
+//! `client` and `cli`, all on by default):
 //!
 //! ```toml
 //! batch-export = { version = "0.1", default-features = false }
@@ -105,6 +107,8 @@ pub mod options;
 mod output;
 mod pivot;
 pub mod pseudonym;
+#[cfg(feature = "s3")]
+pub mod s3;
 pub mod synth;
 pub mod timestamp;
 mod validate;
