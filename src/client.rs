@@ -81,6 +81,19 @@ pub enum ClientError {
         /// The last error.
         message: String,
     },
+    /// The batch has as many exports as the server allows (409, or 429
+    /// from a server that uses it): one must be deleted first.
+    #[error("batch {batch_id} has as many exports as the server allows ({status}: {message}); delete one of its exports (DELETE {path}/<export_id>) to free a slot, then try again")]
+    TooManyExports {
+        /// The batch.
+        batch_id: String,
+        /// The HTTP status, 409 or 429.
+        status: u16,
+        /// The path of the batch's exports, where the DELETE goes.
+        path: String,
+        /// The server's error message.
+        message: String,
+    },
     /// Any other answer the client cannot act on.
     #[error("{method} {url}: {status}: {message}")]
     Server {
@@ -396,6 +409,15 @@ impl Client {
                     batch_id: batch_id.to_owned(),
                 })
             }
+            // Only a POST creates jobs, so only its 409 or 429 is the cap.
+            Err(ureq::Error::Status(status @ (409 | 429), response)) if method == "POST" => {
+                return Err(ClientError::TooManyExports {
+                    batch_id: batch_id.to_owned(),
+                    status,
+                    path: wire::exports_path(batch_id),
+                    message: error_message(response),
+                })
+            }
             Err(err) => return Err(failure(method, &url, err)),
         };
         serde_json::from_reader(response.into_reader()).map_err(|e| ClientError::Transport {
@@ -486,13 +508,61 @@ fn failure(method: &'static str, url: &url::Url, err: ureq::Error) -> ClientErro
     }
 }
 
-/// The `error` of a JSON error body, or the body's first 200 characters.
+/// The message of an error answer's body: see [`error_text`].
 fn error_message(response: ureq::Response) -> String {
-    let text = response.into_string().unwrap_or_default();
-    match serde_json::from_str::<ErrorBody>(&text) {
-        Ok(body) => body.error,
-        Err(_) => text.chars().take(200).collect(),
-    }
+    error_text(&response.into_string().unwrap_or_default())
+}
+
+/// What an error body says, in one line. Three shapes are understood:
+/// ours (`{"error": "...", "parameter"}`), Prolific's (`{"error":
+/// {"status", "title", "error_code", "detail", "additional_information"}}`)
+/// and the older `{"message", "detail"}`; anything else is the body's
+/// first 200 characters.
+fn error_text(text: &str) -> String {
+    use serde_json::Value;
+    let plain = |value: Option<&Value>| -> Option<String> {
+        match value? {
+            Value::Null => None,
+            Value::String(text) if text.is_empty() => None,
+            Value::String(text) => Some(text.clone()),
+            other => Some(other.to_string()),
+        }
+    };
+    let found = match serde_json::from_str::<Value>(text) {
+        Ok(Value::Object(body)) => match body.get("error") {
+            Some(Value::String(_)) => serde_json::from_str::<ErrorBody>(text).ok().map(|b| match b
+                .parameter
+            {
+                Some(parameter) => format!("{} ({parameter})", b.error),
+                None => b.error,
+            }),
+            Some(Value::Object(error)) => {
+                let mut parts: Vec<String> =
+                    [plain(error.get("title")), plain(error.get("detail"))]
+                        .into_iter()
+                        .flatten()
+                        .collect();
+                parts.dedup();
+                let mut message = parts.join(": ");
+                if let Some(code) = plain(error.get("error_code")) {
+                    message.push_str(&format!(" (error code {code})"));
+                }
+                if let Some(more) = plain(error.get("additional_information")) {
+                    message.push_str(&format!("; {more}"));
+                }
+                (!message.trim().is_empty()).then(|| message.trim().to_owned())
+            }
+            _ => {
+                let parts: Vec<String> = [plain(body.get("message")), plain(body.get("detail"))]
+                    .into_iter()
+                    .flatten()
+                    .collect();
+                (!parts.is_empty()).then(|| parts.join(": "))
+            }
+        },
+        _ => None,
+    };
+    found.unwrap_or_else(|| text.chars().take(200).collect())
 }
 
 #[cfg(test)]
@@ -528,6 +598,30 @@ mod tests {
         );
         let config = ClientConfig::new("https://user:pw@x", "t");
         assert!(!format!("{config:?}").contains("pw"));
+    }
+
+    #[test]
+    fn error_bodies_of_every_shape_are_read() {
+        assert_eq!(
+            error_text(r#"{"error": "unknown query parameter", "parameter": "bogus"}"#),
+            "unknown query parameter (bogus)"
+        );
+        let prolific = r#"{"error": {"status": 409, "title": "Conflict", "error_code": 140001,
+            "detail": "Too many exports for this batch", "additional_information": "/api/v1/errors/140001"}}"#;
+        assert_eq!(
+            error_text(prolific),
+            "Conflict: Too many exports for this batch (error code 140001); /api/v1/errors/140001"
+        );
+        assert_eq!(
+            error_text(r#"{"error": {"status": 400, "detail": "bad filter"}}"#),
+            "bad filter"
+        );
+        assert_eq!(
+            error_text(r#"{"message": "Not allowed", "detail": "token expired"}"#),
+            "Not allowed: token expired"
+        );
+        assert_eq!(error_text(r#"{"message": "Not allowed"}"#), "Not allowed");
+        assert_eq!(error_text("<html>oops</html>"), "<html>oops</html>");
     }
 
     #[test]

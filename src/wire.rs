@@ -161,6 +161,9 @@ pub struct ExportSummary {
     pub export_id: String,
     /// Its (normalised) filter.
     pub filter: ExportFilter,
+    /// Its archive options. Defaults when a server leaves them out.
+    #[serde(default)]
+    pub options: ArchiveOptions,
     /// Where it is.
     pub status: JobStatus,
     /// When it was requested (RFC 3339).
@@ -177,12 +180,97 @@ pub struct ErrorBody {
     pub parameter: Option<String>,
 }
 
-/// The query string of an export request: the filter, and (beside it) any
-/// option a later version adds.
+/// The archive options of an export job (SPEC section 8), as the POST's
+/// query parameters `tables`, `include_files` and `pseudonymise` set them
+/// and the list endpoint shows them. Part of a job's identity, like its
+/// filter. The pseudonymisation key is the service's: a job only says
+/// whether it uses it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ArchiveOptions {
+    /// `responses.csv` and `codebook.csv` beside the views. Default `false`.
+    #[serde(default)]
+    pub tables: bool,
+    /// The uploaded files in `files/`. Default `true`.
+    #[serde(default = "yes")]
+    pub include_files: bool,
+    /// Participant ids pseudonymised with the service's key. Default `false`.
+    #[serde(default)]
+    pub pseudonymise: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Default for ArchiveOptions {
+    fn default() -> ArchiveOptions {
+        ArchiveOptions {
+            tables: false,
+            include_files: true,
+            pseudonymise: false,
+        }
+    }
+}
+
+impl ArchiveOptions {
+    /// The canonical JSON the job store keys jobs on, e.g.
+    /// `{"tables":false,"include_files":true,"pseudonymise":false}`.
+    pub fn key(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
+    /// The options of a stored key; an unreadable key (never written by
+    /// this code) reads as the defaults rather than hiding the job.
+    pub fn from_key(key: &str) -> ArchiveOptions {
+        serde_json::from_str(key).unwrap_or_default()
+    }
+
+    /// Sets the option a query parameter names: `None` for a parameter
+    /// that is no option, an error for a value other than `true`/`false`.
+    fn set(&mut self, name: &str, value: &str) -> Option<Result<(), QueryError>> {
+        let field = match name {
+            "tables" => &mut self.tables,
+            "include_files" => &mut self.include_files,
+            "pseudonymise" => &mut self.pseudonymise,
+            _ => return None,
+        };
+        Some(match value {
+            "true" => {
+                *field = true;
+                Ok(())
+            }
+            "false" => {
+                *field = false;
+                Ok(())
+            }
+            _ => Err(QueryError::new(
+                name,
+                format!("invalid {name}: not true or false"),
+            )),
+        })
+    }
+
+    /// The query parameters of the options that differ from the defaults.
+    pub fn parameters(&self) -> impl Iterator<Item = (&'static str, &'static str)> {
+        let defaults = ArchiveOptions::default();
+        [
+            ("tables", self.tables, defaults.tables),
+            ("include_files", self.include_files, defaults.include_files),
+            ("pseudonymise", self.pseudonymise, defaults.pseudonymise),
+        ]
+        .into_iter()
+        .filter(|(_, value, default)| value != default)
+        .map(|(name, value, _)| (name, if value { "true" } else { "false" }))
+    }
+}
+
+/// The query string of an export request: the filter and the archive options.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ExportQuery {
     /// Which responses the export holds.
     pub filter: ExportFilter,
+    /// What the archive holds beyond the default layout.
+    pub options: ArchiveOptions,
 }
 
 /// A query string the service refuses (400), naming the parameter.
@@ -237,24 +325,34 @@ impl ExportQuery {
     ) -> Result<ExportQuery, QueryError> {
         let mut seen: Vec<String> = Vec::new();
         let mut filter = ExportFilter::default();
+        let mut options = ArchiveOptions::default();
         for (name, value) in pairs {
             if seen.contains(&name) {
                 return Err(QueryError::repeated(&name));
             }
-            if !filter.set(&name, value) {
-                return Err(QueryError::unknown(&name));
+            match options.set(&name, &value) {
+                Some(result) => result?,
+                None if filter.set(&name, value) => {}
+                None => return Err(QueryError::unknown(&name)),
             }
             seen.push(name);
         }
         Ok(ExportQuery {
             filter: filter.normalized()?,
+            options,
         })
     }
 
     /// The `(parameter, value)` pairs of the query string, to be
     /// form-encoded by the caller.
-    pub fn pairs(&self) -> impl Iterator<Item = (&'static str, &str)> {
-        self.filter.parameters()
+    pub fn pairs(&self) -> impl Iterator<Item = (&'static str, &str)> + '_ {
+        // The options' values are constants; shorten them to the filter's.
+        fn shorten<'a>(pair: (&'static str, &'static str)) -> (&'static str, &'a str) {
+            pair
+        }
+        self.filter
+            .parameters()
+            .chain(self.options.parameters().map(shorten))
     }
 }
 
@@ -295,6 +393,35 @@ mod tests {
         );
         let ok = ExportQuery::from_pairs(pairs(&[("from", "2024-05-01T02:00:00+02:00")])).unwrap();
         assert_eq!(ok.filter.from.as_deref(), Some("2024-05-01T00:00:00Z"));
+    }
+
+    #[test]
+    fn options_are_booleans_with_defaults_and_round_trip() {
+        let query = ExportQuery::from_pairs(pairs(&[
+            ("tables", "true"),
+            ("include_files", "false"),
+            ("study_id", "s"),
+        ]))
+        .unwrap();
+        assert!(query.options.tables && !query.options.include_files);
+        assert!(!query.options.pseudonymise);
+        let sent: Vec<(String, String)> = query
+            .pairs()
+            .map(|(a, b)| (a.to_owned(), b.to_owned()))
+            .collect();
+        assert_eq!(ExportQuery::from_pairs(sent).unwrap(), query);
+        let err = ExportQuery::from_pairs(pairs(&[("tables", "yes")])).unwrap_err();
+        assert_eq!(err.parameter, "tables");
+        let err =
+            ExportQuery::from_pairs(pairs(&[("tables", "true"), ("tables", "true")])).unwrap_err();
+        assert_eq!(err.parameter, "tables");
+        let default = ArchiveOptions::default();
+        assert_eq!(ArchiveOptions::from_key(&default.key()), default);
+        assert_eq!(
+            default.key(),
+            r#"{"tables":false,"include_files":true,"pseudonymise":false}"#
+        );
+        assert_eq!(ExportQuery::default().pairs().count(), 0);
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use batch_export::jobs::{
-    BuildJob, Builder, DumpBuilder, Jobs, JobsConfig, StoreSpec, SystemClock,
+    BuildJob, Builder, DumpBuilder, Jobs, JobsConfig, ReusePolicy, StoreSpec, SystemClock,
 };
 
 /// The job store, folders and worker settings of `serve` and `worker`.
@@ -39,6 +39,11 @@ pub struct BackendArgs {
     /// Hours a complete export is reused while its batch is unchanged.
     #[arg(long, default_value_t = 24.0, value_name = "HOURS")]
     pub max_age_hours: f64,
+    /// The key of `?pseudonymise=true` exports, in FILE (its bytes, less
+    /// trailing line ends); every process building such jobs needs the
+    /// same one. Without it a serve answers such requests 400.
+    #[arg(long, value_name = "FILE")]
+    pub pseudonymise_key: Option<PathBuf>,
     /// Testing only: wait this long before each build (so a test can stop
     /// a worker mid-build).
     #[arg(long, hide = true, default_value_t = 0, value_name = "MS")]
@@ -46,8 +51,9 @@ pub struct BackendArgs {
 }
 
 impl BackendArgs {
-    /// Opens the job engine with `workers` build threads.
-    pub fn open(&self, workers: usize) -> anyhow::Result<Jobs> {
+    /// Opens the job engine with `workers` build threads, reusing complete
+    /// exports as `reuse` says.
+    pub fn open(&self, workers: usize, reuse: ReusePolicy) -> anyhow::Result<Jobs> {
         std::fs::create_dir_all(&self.state)
             .with_context(|| format!("creating state folder {}", self.state.display()))?;
         let max_age = Duration::try_from_secs_f64(self.max_age_hours * 3600.0)
@@ -57,7 +63,12 @@ impl BackendArgs {
             .workers(workers)
             .lease(Duration::from_secs(self.lease_seconds.max(1)))
             .poll_interval(Duration::from_millis(self.poll_ms))
-            .data_root(&self.data);
+            .data_root(&self.data)
+            .reuse(reuse);
+        if let Some(path) = &self.pseudonymise_key {
+            // Read once, kept in memory only: never logged, never stored.
+            config = config.pseudonym_key(super::read_key_file(path)?);
+        }
         if let Some(store) = &self.store {
             config = config.store(store.parse::<StoreSpec>()?);
         }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use batch_export::client::{Client, ClientConfig, ClientError, ClientEvent, ExportRequest};
-use batch_export::wire::ExportQuery;
+use batch_export::wire::{ArchiveOptions, ExportQuery};
 use batch_export::ExportFilter;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
@@ -43,6 +43,15 @@ pub struct ExportArgs {
     /// Only responses created before this instant (RFC 3339).
     #[arg(long, value_name = "RFC3339")]
     to: Option<String>,
+    /// Ask for responses.csv and codebook.csv in the archive.
+    #[arg(long)]
+    tables: bool,
+    /// Ask for the archive without the uploaded files.
+    #[arg(long)]
+    no_files: bool,
+    /// Ask for pseudonymised participant ids (the service holds the key).
+    #[arg(long)]
+    pseudonymise: bool,
 }
 
 pub fn run(args: ExportArgs) -> anyhow::Result<u8> {
@@ -65,6 +74,11 @@ pub fn run(args: ExportArgs) -> anyhow::Result<u8> {
                 study_id: args.study_id,
                 from: args.from,
                 to: args.to,
+            },
+            options: ArchiveOptions {
+                tables: args.tables,
+                include_files: !args.no_files,
+                pseudonymise: args.pseudonymise,
             },
         },
         output: args.output,

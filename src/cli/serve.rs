@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use batch_export::http::{self, Service, Signer, Tokens};
-use batch_export::jobs::Catalog;
+use batch_export::jobs::{Catalog, ReusePolicy};
 
 use super::backend::BackendArgs;
 use super::{printable, EXIT_OK};
@@ -31,6 +31,11 @@ pub struct ServeArgs {
     /// builds to `worker` processes on the same store).
     #[arg(long, default_value_t = 1)]
     workers: usize,
+    /// recent: a POST returns a recent complete export of unchanged records
+    /// (200); never: every POST answers 202 and only a job still generating
+    /// (same batch, filter and options) is returned.
+    #[arg(long, default_value = "recent", value_name = "recent|never")]
+    reuse: ReusePolicy,
     /// Log lines as text, or as one JSON object per line. Which lines:
     /// RUST_LOG (default info).
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
@@ -95,7 +100,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<u8> {
         tokens
     };
     let signer = Signer::load_or_create(&backend.state.join("signing.key"))?;
-    let jobs = backend.open(args.workers)?;
+    let jobs = backend.open(args.workers, args.reuse)?;
     for fix in jobs.recovered() {
         tracing::warn!(fix = %printable(&fix.to_string()), "state folder repaired");
     }

@@ -2,6 +2,7 @@
 //! no HTTP; stops on Ctrl-C or SIGTERM, giving its leases up.
 
 use anyhow::Context;
+use batch_export::jobs::ReusePolicy;
 
 use super::backend::BackendArgs;
 use super::EXIT_OK;
@@ -19,7 +20,7 @@ pub struct WorkerArgs {
 pub fn run(args: WorkerArgs) -> anyhow::Result<u8> {
     anyhow::ensure!(args.workers > 0, "a worker needs --workers 1 or more");
     super::serve::init_logging(super::serve::LogFormat::Text);
-    let jobs = args.backend.open(args.workers)?;
+    let jobs = args.backend.open(args.workers, ReusePolicy::default())?;
     for fix in jobs.recovered() {
         tracing::warn!(fix = %super::printable(&fix.to_string()), "state folder repaired");
     }

@@ -102,6 +102,15 @@ impl From<JobError> for ApiError {
             JobError::TooManyJobs { .. } | JobError::StillGenerating { .. } => StatusCode::CONFLICT,
             JobError::NotFound { .. } => StatusCode::NOT_FOUND,
             JobError::InvalidFilter(filter) => return QueryError::from(filter.clone()).into(),
+            JobError::NoPseudonymKey => {
+                return ApiError {
+                    status: StatusCode::BAD_REQUEST,
+                    body: ErrorBody {
+                        error: err.to_string(),
+                        parameter: Some("pseudonymise".to_owned()),
+                    },
+                }
+            }
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
         // Whatever the error, its answer names no path of the server.
@@ -194,7 +203,9 @@ pub(super) async fn request(
         // Parameters are checked after the token, so an anonymous caller
         // learns nothing but 401.
         let query = ExportQuery::from_pairs(pairs)?;
-        let requested = service.jobs.request(&batch, query.filter)?;
+        let requested = service
+            .jobs
+            .request_with(&batch, query.filter, query.options)?;
         let status = match requested {
             Requested::Ready(_) => StatusCode::OK,
             Requested::Started(_) | Requested::Running(_) => StatusCode::ACCEPTED,
@@ -226,6 +237,7 @@ pub(super) async fn list(
                 created_at: rfc3339(job.created_at),
                 export_id: job.id,
                 filter: job.filter,
+                options: job.options,
                 status: job.status,
             })
             .collect();

@@ -21,7 +21,8 @@ use super::reason::redact_paths;
 use super::recovery::{self, Recovery};
 use super::store::{Decision, JobStore, NewRequest, Removal, StoreSpec};
 use super::{
-    fingerprint, BatchInfo, BuildMetrics, Builder, Clock, Job, JobError, JobStatus, JobsConfig,
+    fingerprint, ArchiveOptions, BatchInfo, BuildMetrics, Builder, Clock, Job, JobError,
+    JobStatus, JobsConfig, ReusePolicy,
 };
 use crate::error::display_chain;
 use crate::ExportFilter;
@@ -31,7 +32,7 @@ use crate::ExportFilter;
 pub enum Requested {
     /// A new job was started.
     Started(Job),
-    /// A job for this batch and filter was already generating.
+    /// A job for this batch, filter and options was already generating.
     Running(Job),
     /// A recent complete export of the current records exists.
     Ready(Job),
@@ -158,9 +159,25 @@ impl Jobs {
         })
     }
 
-    /// Requests an export of `batch` with `filter`: returns the generating
-    /// job, or a reusable complete one, or starts a new job.
+    /// Requests an export of `batch` with `filter` and the default archive
+    /// options: see [`Jobs::request_with`].
     pub fn request(&self, batch: &BatchInfo, filter: ExportFilter) -> Result<Requested, JobError> {
+        self.request_with(batch, filter, ArchiveOptions::default())
+    }
+
+    /// Requests an export of `batch` with `filter` and `options`: returns
+    /// the generating job of the three, or (under [`ReusePolicy::Recent`])
+    /// a reusable complete one, or starts a new job.
+    pub fn request_with(
+        &self,
+        batch: &BatchInfo,
+        filter: ExportFilter,
+        options: ArchiveOptions,
+    ) -> Result<Requested, JobError> {
+        let shared = &self.inner.shared;
+        if options.pseudonymise && !shared.config.can_pseudonymise() {
+            return Err(JobError::NoPseudonymKey);
+        }
         let filter = filter.normalized()?;
         // Hashing the dump happens outside the store's transaction, so a
         // burst of requests hashes in parallel and only the decision is
@@ -178,7 +195,6 @@ impl Jobs {
                 )
             }
         };
-        let shared = &self.inner.shared;
         let now = shared.clock.now();
         let job = Job {
             id: uuid::Uuid::new_v4().to_string(),
@@ -196,10 +212,14 @@ impl Jobs {
             error: unreadable,
             size: None,
             attempts: 0,
+            options,
         };
         let request = NewRequest {
             job: &job,
-            reuse_since: now - shared.config.max_age,
+            reuse_since: match shared.config.reuse {
+                ReusePolicy::Recent => Some(now - shared.config.max_age),
+                ReusePolicy::Never => None,
+            },
             cap: shared.config.max_jobs_per_batch,
         };
         // An archive removed behind the engine's back is not reusable.
@@ -210,6 +230,7 @@ impl Jobs {
                     export_id = %job.id,
                     batch_id = ?job.batch_id,
                     filter = %job.filter_key(),
+                    options = %job.options.key(),
                     "job queued"
                 );
                 shared.wake_workers();

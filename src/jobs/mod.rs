@@ -1,14 +1,16 @@
 //! The export-job engine: requests, states, persistence, reuse.
 //! No HTTP here; `http/` puts a web API on top of [`Jobs`].
 //!
-//! A job exports one batch with one [`ExportFilter`]. It starts
+//! A job exports one batch with one [`ExportFilter`] and one set of
+//! [`ArchiveOptions`]. It starts
 //! `generating` and ends `complete` (its archive is in the state folder)
 //! or `failed` (with a reason). The engine guarantees:
 //!
-//! - at most one generating job per (batch, filter): a request while one
-//!   runs returns that job, however many requests arrive at once;
+//! - at most one generating job per (batch, filter, options): a request
+//!   while one runs returns that job, however many requests arrive at once;
 //! - a complete job is reused only while the batch's records are unchanged
-//!   (same [`fingerprint()`]) and it is younger than [`JobsConfig::max_age`];
+//!   (same [`fingerprint()`]) and it is younger than [`JobsConfig::max_age`],
+//!   and never with [`ReusePolicy::Never`];
 //! - at most [`JobsConfig::max_jobs_per_batch`] jobs per batch;
 //! - these are decided by the job [`store`] (SQLite by default, or
 //!   PostgreSQL shared by many processes), never by a lock in one process;
@@ -56,7 +58,7 @@ use std::time::Duration;
 
 use time::OffsetDateTime;
 
-pub use crate::wire::JobStatus;
+pub use crate::wire::{ArchiveOptions, JobStatus};
 pub use catalog::{BatchInfo, Catalog};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use engine::{Jobs, Requested};
@@ -110,6 +112,9 @@ pub enum JobError {
     /// A filter term is unusable.
     #[error("invalid filter: {0}")]
     InvalidFilter(#[from] FilterError),
+    /// A job asked for pseudonymised participants, but the service has no key.
+    #[error("this service has no pseudonymisation key, so it cannot pseudonymise")]
+    NoPseudonymKey,
     /// The service's configuration or state folder is unusable.
     #[error("{message}")]
     Config {
@@ -152,6 +157,9 @@ pub struct Job {
     pub size: Option<u64>,
     /// How many times a build was started (more than one after restarts).
     pub attempts: u32,
+    /// What the archive holds beyond the default layout: with the filter,
+    /// the job's identity.
+    pub options: ArchiveOptions,
 }
 
 impl Job {
@@ -164,6 +172,41 @@ impl Job {
     /// the job's creation time.
     pub fn file_name(&self) -> String {
         crate::naming::archive_file_name(&self.batch_id, self.created_at)
+    }
+}
+
+/// When a POST may answer with an existing complete export.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ReusePolicy {
+    /// A recent complete export of unchanged records is returned (SPEC
+    /// section 6). The default.
+    #[default]
+    Recent,
+    /// Prolific's newer behaviour: every request starts a job, except that
+    /// one of the same batch, filter and options still generating is
+    /// returned; complete and failed jobs are never reused.
+    Never,
+}
+
+impl std::str::FromStr for ReusePolicy {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<ReusePolicy, String> {
+        match text {
+            "recent" => Ok(ReusePolicy::Recent),
+            "never" => Ok(ReusePolicy::Never),
+            _ => Err(format!("{text:?} is neither recent nor never")),
+        }
+    }
+}
+
+/// The operator's pseudonymisation key; its `Debug` shows nothing of it.
+#[derive(Clone)]
+struct PseudonymKey(Arc<[u8]>);
+
+impl std::fmt::Debug for PseudonymKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<key hidden>")
     }
 }
 
@@ -183,6 +226,8 @@ pub struct JobsConfig {
     data_root: Option<PathBuf>,
     objects_dir: Option<PathBuf>,
     observer: Option<Arc<Observer>>,
+    reuse: ReusePolicy,
+    pseudonym_key: Option<PseudonymKey>,
 }
 
 /// What the engine tells an observer (see [`JobsConfig::observer`]).
@@ -248,6 +293,8 @@ impl std::fmt::Debug for JobsConfig {
             .field("max_attempts", &self.max_attempts)
             .field("store", &self.store_spec)
             .field("lease", &self.lease)
+            .field("reuse", &self.reuse)
+            .field("pseudonym_key", &self.pseudonym_key)
             .finish_non_exhaustive()
     }
 }
@@ -269,7 +316,32 @@ impl JobsConfig {
             data_root: None,
             objects_dir: None,
             observer: None,
+            reuse: ReusePolicy::Recent,
+            pseudonym_key: None,
         }
+    }
+
+    /// When a complete export is reused. Default [`ReusePolicy::Recent`].
+    pub fn reuse(mut self, reuse: ReusePolicy) -> JobsConfig {
+        self.reuse = reuse;
+        self
+    }
+
+    /// The key jobs with `pseudonymise` use; it is kept in memory only,
+    /// never in the store or a log. Default: none, and such jobs are refused.
+    pub fn pseudonym_key(mut self, key: impl AsRef<[u8]>) -> JobsConfig {
+        self.pseudonym_key = Some(PseudonymKey(key.as_ref().into()));
+        self
+    }
+
+    /// True when jobs may ask for pseudonymised archives.
+    pub fn can_pseudonymise(&self) -> bool {
+        self.pseudonym_key.is_some()
+    }
+
+    /// The key, for a worker's build only.
+    fn key_for_builds(&self) -> Option<&[u8]> {
+        self.pseudonym_key.as_ref().map(|key| &*key.0)
     }
 
     /// How old a complete export may be and still be reused. Default 24 hours.
@@ -404,6 +476,10 @@ pub struct BuildJob<'a> {
     pub dump_dir: &'a Path,
     /// The job's filter.
     pub filter: &'a ExportFilter,
+    /// The job's archive options.
+    pub options: &'a ArchiveOptions,
+    /// The service's pseudonymisation key, for a job with `pseudonymise`.
+    pub pseudonym_key: Option<&'a [u8]>,
     /// Where the archive goes; it must appear there atomically.
     pub output: &'a Path,
     /// Set when the engine shuts down: stop soon with [`crate::Error::Cancelled`].
@@ -428,7 +504,18 @@ impl Builder for DumpBuilder {
         let dump = Dump::open(job.dump_dir)?;
         let mut options = ExportOptions::new()
             .filter(job.filter.clone())
-            .cancel_flag(Arc::clone(job.cancel));
+            .cancel_flag(Arc::clone(job.cancel))
+            .tables(job.options.tables)
+            .include_files(job.options.include_files);
+        if job.options.pseudonymise {
+            // The engine refuses such jobs without a key; refusing here too
+            // keeps a custom engine from shipping real ids by mistake.
+            let key = job.pseudonym_key.ok_or(crate::Error::InvalidOption {
+                option: "pseudonymise",
+                message: "the service has no pseudonymisation key".to_owned(),
+            })?;
+            options = options.pseudonymise(key);
+        }
         if let Some(threads) = job.threads {
             options = options.threads(threads);
         }

@@ -149,6 +149,8 @@ fn attempt(shared: &Shared, job: &Job, lease: &Lease) -> Result<(), JobError> {
             export_id: &job.id,
             dump_dir: &dump_dir,
             filter: &job.filter,
+            options: &job.options,
+            pseudonym_key: shared.config.key_for_builds(),
             output: &output,
             cancel: &watch.cancel,
             threads: shared.config.build_threads,

@@ -8,7 +8,7 @@ use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
 use batch_export::jobs::store::{Claim, Decision, Lease, NewRequest, Removal};
-use batch_export::jobs::{Job, JobError, JobStatus, JobStore, StoreSpec};
+use batch_export::jobs::{ArchiveOptions, Job, JobError, JobStatus, JobStore, StoreSpec};
 use batch_export::ExportFilter;
 use tempfile::TempDir;
 use time::OffsetDateTime;
@@ -101,13 +101,14 @@ fn new_job(batch: &str, study: Option<&str>, fingerprint: &str, at: OffsetDateTi
         error: None,
         size: None,
         attempts: 0,
+        options: ArchiveOptions::default(),
     }
 }
 
 fn ask(store: &dyn JobStore, job: &Job, since: OffsetDateTime) -> Result<Decision, JobError> {
     let request = NewRequest {
         job,
-        reuse_since: since,
+        reuse_since: Some(since),
         cap: 10,
     };
     store.request(&request, &|_| true)
@@ -178,7 +179,7 @@ fn reuse_needs_same_records_a_recent_job_and_its_archive(opener: &Opener) {
         let probe = new_job("b1", None, fingerprint, t0() + secs(10));
         let request = NewRequest {
             job: &probe,
-            reuse_since: since,
+            reuse_since: Some(since),
             cap: 10,
         };
         (store.request(&request, &|_| exists).unwrap(), probe.id)

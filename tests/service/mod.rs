@@ -10,6 +10,7 @@ mod jobs;
 mod links;
 mod logs;
 mod openapi;
+mod options;
 mod process;
 
 use std::path::{Path, PathBuf};
@@ -18,7 +19,9 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use batch_export::http::{self, Service, Signer, TokenEntry, TokenFile, Tokens};
-use batch_export::jobs::{BuildJob, Builder, Catalog, DumpBuilder, Jobs, JobsConfig, ManualClock};
+use batch_export::jobs::{
+    BuildJob, Builder, Catalog, DumpBuilder, Jobs, JobsConfig, ManualClock, ReusePolicy,
+};
 use serde_json::Value;
 use tempfile::TempDir;
 
@@ -108,6 +111,8 @@ impl Builder for Gate {
 pub struct Options {
     pub builder: Arc<dyn Builder>,
     pub max_attempts: u32,
+    pub reuse: ReusePolicy,
+    pub pseudonym_key: Option<Vec<u8>>,
 }
 
 impl Default for Options {
@@ -115,6 +120,8 @@ impl Default for Options {
         Options {
             builder: Arc::new(DumpBuilder),
             max_attempts: 3,
+            reuse: ReusePolicy::Recent,
+            pseudonym_key: None,
         }
     }
 }
@@ -137,9 +144,13 @@ impl TestServer {
 
     pub fn start_with(dirs: &Dirs, options: Options) -> TestServer {
         let clock = Arc::new(ManualClock::new(start_time()));
-        let config = JobsConfig::new(dirs.state.path())
+        let mut config = JobsConfig::new(dirs.state.path())
             .build_threads(1)
-            .max_attempts(options.max_attempts);
+            .max_attempts(options.max_attempts)
+            .reuse(options.reuse);
+        if let Some(key) = &options.pseudonym_key {
+            config = config.pseudonym_key(key);
+        }
         let jobs = Jobs::open(config, options.builder, clock.clone()).unwrap();
         let tokens = Tokens::from_file(&TokenFile {
             tokens: vec![token(TOKEN, "ws-ecology"), token(OTHER_TOKEN, "ws-other")],

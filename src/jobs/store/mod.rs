@@ -8,8 +8,8 @@
 //! - [`JobStore::request`]: "is one generating? is one reusable? is the
 //!   batch at its cap? then insert". SQLite serializes it with a write
 //!   transaction (`BEGIN IMMEDIATE`), PostgreSQL with an advisory lock per
-//!   batch; a partial unique index (one generating job per batch and
-//!   filter) backs both.
+//!   batch; a partial unique index (one generating job per batch, filter
+//!   and options) backs both.
 //! - [`JobStore::claim`]: a worker takes the oldest generating job nobody
 //!   holds (no lease, or an expired one) and leases it; on PostgreSQL with
 //!   `FOR UPDATE SKIP LOCKED`, so idle workers never queue on each other.
@@ -27,7 +27,10 @@
 //! passed in by the caller. Schemas are versioned migrations kept in the
 //! repository (`migrations/sqlite/`, `migrations/postgres/`) and applied
 //! on open. A job's filter is kept as canonical JSON, which is also the key
-//! that tells two filters apart; `seq` orders jobs by creation.
+//! that tells two filters apart, and so are its archive options
+//! ([`ArchiveOptions::key`]); `seq` orders jobs by creation. The
+//! pseudonymisation key is never stored: a job only records that it uses
+//! the service's.
 
 #[cfg(feature = "postgres")]
 mod postgres;
@@ -42,7 +45,7 @@ use time::OffsetDateTime;
 #[cfg(feature = "postgres")]
 pub use self::postgres::PostgresStore;
 pub use self::sqlite::SqliteStore;
-use super::{Job, JobError, JobStatus};
+use super::{ArchiveOptions, Job, JobError, JobStatus};
 
 /// Which store to open: `sqlite:PATH` or `postgres://USER@HOST:PORT/DB`.
 #[derive(Clone, PartialEq, Eq)]
@@ -108,11 +111,12 @@ fn config(message: &str) -> JobError {
 #[derive(Debug)]
 pub struct NewRequest<'a> {
     /// The job to insert when nothing generating or reusable exists; it
-    /// names the batch, canonical filter and fingerprint the store
-    /// compares with.
+    /// names the batch, canonical filter, options and fingerprint the
+    /// store compares with.
     pub job: &'a Job,
-    /// Complete jobs created at or before this are too old to reuse.
-    pub reuse_since: OffsetDateTime,
+    /// Complete jobs created at or before this are too old to reuse;
+    /// `None` reuses no complete job ([`ReusePolicy::Never`](super::ReusePolicy::Never)).
+    pub reuse_since: Option<OffsetDateTime>,
     /// The most jobs the batch may have.
     pub cap: usize,
 }
@@ -122,7 +126,7 @@ pub struct NewRequest<'a> {
 pub enum Decision {
     /// The new job was inserted.
     Inserted,
-    /// A job of the same batch and filter is generating.
+    /// A job of the same batch, filter and options is generating.
     Running(Job),
     /// A recent complete job of the same records exists.
     Ready(Job),
@@ -178,8 +182,9 @@ pub trait JobNotices: Send {
 /// The operations the job engine needs from a store. Every method is one
 /// transaction; see the module docs for who decides what.
 pub trait JobStore: Send + Sync {
-    /// Decides a request: a generating job of the same batch and filter
-    /// wins, then a reusable complete one (`archive_exists` tells whether
+    /// Decides a request: a generating job of the same batch, filter and
+    /// options wins, then a reusable complete one (unless
+    /// [`NewRequest::reuse_since`] is `None`) (`archive_exists` tells whether
     /// its archive is still there), then the cap; otherwise the new job is
     /// inserted. Refuses with [`JobError::TooManyJobs`] at the cap.
     fn request(
@@ -260,7 +265,7 @@ pub trait JobStore: Send + Sync {
 
 /// The columns every query reads, in [`RawJob`]'s order.
 const COLUMNS: &str = "id, batch_id, filter, status, created_at, finished_at, fingerprint, \
-                       dump_dir, error, size, attempts";
+                       dump_dir, error, size, attempts, options";
 
 /// A job row as both engines read it, before it becomes a [`Job`].
 struct RawJob {
@@ -275,6 +280,7 @@ struct RawJob {
     error: Option<String>,
     size: Option<i64>,
     attempts: i64,
+    options: String,
 }
 
 impl RawJob {
@@ -291,6 +297,7 @@ impl RawJob {
             error: self.error,
             size: self.size.map(|s| s as u64),
             attempts: u32::try_from(self.attempts).unwrap_or(0),
+            options: ArchiveOptions::from_key(&self.options),
         }
     }
 }

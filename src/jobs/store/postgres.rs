@@ -31,10 +31,10 @@ use super::{
 use crate::jobs::{Job, JobError, JobStatus};
 
 /// The migrations, in order, each with its version number.
-const MIGRATIONS: &[(i32, &str)] = &[(
-    1,
-    include_str!("../../../migrations/postgres/0001_jobs.sql"),
-)];
+const MIGRATIONS: &[(i32, &str)] = &[
+    (1, include_str!("../../../migrations/postgres/0001_jobs.sql")),
+    (2, include_str!("../../../migrations/postgres/0002_options.sql")),
+];
 
 /// The advisory-lock key migrations run under (any constant of our own).
 const MIGRATION_LOCK: i64 = 0x6261_7463_6865_7870; // "batchexp"
@@ -203,6 +203,7 @@ fn job_of(row: &Row) -> Job {
         error: row.get(8),
         size: row.get(9),
         attempts: i64::from(row.get::<_, i32>(10)),
+        options: row.get(11),
     }
     .into_job()
 }
@@ -228,6 +229,7 @@ impl JobStore for PostgresStore {
     ) -> Result<Decision, JobError> {
         let job = request.job;
         let key = job.filter_key();
+        let options = job.options.key();
         let mut conn = self.conn()?;
         let mut tx = conn.transaction()?;
         // Every request for this batch waits here until the one before
@@ -239,25 +241,28 @@ impl JobStore for PostgresStore {
         )?;
         let generating = one(
             &mut tx,
-            "batch_id = $1 AND filter = $2 AND status = 'generating'",
-            &[&job.batch_id, &key],
+            "batch_id = $1 AND filter = $2 AND options = $3 AND status = 'generating'",
+            &[&job.batch_id, &key, &options],
         )?;
         if let Some(running) = generating {
             return Ok(Decision::Running(running));
         }
-        let reusable = one(
-            &mut tx,
-            "batch_id = $1 AND filter = $2 AND status = 'complete' AND fingerprint = $3
-             AND created_at > $4",
-            &[
-                &job.batch_id,
-                &key,
-                &job.fingerprint,
-                &millis(request.reuse_since),
-            ],
-        )?;
-        if let Some(ready) = reusable.filter(|j| archive_exists(j)) {
-            return Ok(Decision::Ready(ready));
+        if let Some(since) = request.reuse_since {
+            let reusable = one(
+                &mut tx,
+                "batch_id = $1 AND filter = $2 AND options = $3 AND status = 'complete'
+                 AND fingerprint = $4 AND created_at > $5",
+                &[
+                    &job.batch_id,
+                    &key,
+                    &options,
+                    &job.fingerprint,
+                    &millis(since),
+                ],
+            )?;
+            if let Some(ready) = reusable.filter(|j| archive_exists(j)) {
+                return Ok(Decision::Ready(ready));
+            }
         }
         let count: i64 = tx
             .query_one(
@@ -273,8 +278,8 @@ impl JobStore for PostgresStore {
         }
         tx.execute(
             "INSERT INTO jobs (id, batch_id, filter, status, created_at, finished_at,
-                fingerprint, dump_dir, error, size, attempts)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+                fingerprint, dump_dir, error, size, attempts, options)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
             &[
                 &job.id,
                 &job.batch_id,
@@ -287,6 +292,7 @@ impl JobStore for PostgresStore {
                 &job.error,
                 &job.size.map(|s| s as i64),
                 &i32::try_from(job.attempts).unwrap_or(0),
+                &options,
             ],
         )?;
         if job.status == JobStatus::Generating {

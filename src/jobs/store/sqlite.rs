@@ -21,6 +21,7 @@ use crate::jobs::{Job, JobError, JobStatus};
 const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/sqlite/0001_jobs.sql"),
     include_str!("../../../migrations/sqlite/0002_leases.sql"),
+    include_str!("../../../migrations/sqlite/0003_options.sql"),
 ];
 
 /// The SQLite connection holding the jobs table.
@@ -82,6 +83,7 @@ fn job_of(row: &Row<'_>) -> rusqlite::Result<Job> {
         error: row.get(8)?,
         size: row.get(9)?,
         attempts: row.get(10)?,
+        options: row.get(11)?,
     }
     .into_job())
 }
@@ -115,29 +117,27 @@ impl JobStore for SqliteStore {
     ) -> Result<Decision, JobError> {
         let job = request.job;
         let key = job.filter_key();
+        let options = job.options.key();
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let generating = one(
             &tx,
-            "batch_id = ?1 AND filter = ?2 AND status = 'generating'",
-            params![job.batch_id, key],
+            "batch_id = ?1 AND filter = ?2 AND options = ?3 AND status = 'generating'",
+            params![job.batch_id, key, options],
         )?;
         if let Some(running) = generating {
             return Ok(Decision::Running(running));
         }
-        let reusable = one(
-            &tx,
-            "batch_id = ?1 AND filter = ?2 AND status = 'complete' AND fingerprint = ?3
-             AND created_at > ?4",
-            params![
-                job.batch_id,
-                key,
-                job.fingerprint,
-                millis(request.reuse_since)
-            ],
-        )?;
-        if let Some(ready) = reusable.filter(|j| archive_exists(j)) {
-            return Ok(Decision::Ready(ready));
+        if let Some(since) = request.reuse_since {
+            let reusable = one(
+                &tx,
+                "batch_id = ?1 AND filter = ?2 AND options = ?3 AND status = 'complete'
+                 AND fingerprint = ?4 AND created_at > ?5",
+                params![job.batch_id, key, options, job.fingerprint, millis(since)],
+            )?;
+            if let Some(ready) = reusable.filter(|j| archive_exists(j)) {
+                return Ok(Decision::Ready(ready));
+            }
         }
         let count: i64 = tx.query_row(
             "SELECT COUNT(*) FROM jobs WHERE batch_id = ?1",
@@ -152,8 +152,8 @@ impl JobStore for SqliteStore {
         }
         tx.execute(
             "INSERT INTO jobs (id, batch_id, filter, status, created_at, finished_at,
-                fingerprint, dump_dir, error, size, attempts)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                fingerprint, dump_dir, error, size, attempts, options)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
             params![
                 job.id,
                 job.batch_id,
@@ -166,6 +166,7 @@ impl JobStore for SqliteStore {
                 job.error,
                 job.size.map(|s| s as i64),
                 job.attempts,
+                options,
             ],
         )?;
         tx.commit()?;
