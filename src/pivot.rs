@@ -13,7 +13,9 @@ use rayon::prelude::*;
 
 use crate::hash::HashMap;
 use crate::model::file_keys::FileKeys;
-use crate::model::{Records, Response, Submission, Task, Upload};
+use crate::model::{
+    Instruction, InstructionType, RawJson, Records, Response, Submission, Task, Upload,
+};
 use crate::naming::{safe_file_name, safe_prefix, NameRegistry};
 use crate::options::Config;
 use crate::pseudonym::Pseudonymiser;
@@ -262,10 +264,7 @@ pub(crate) fn pivot<'r>(
             .par_iter()
             .map(|e| e.response.answer.len())
             .sum();
-        (
-            Some(items as u64),
-            Some(crate::archive::tables::codebook_rows(records)),
-        )
+        (Some(items as u64), Some(codebook_rows(records)))
     } else {
         (None, None)
     };
@@ -293,6 +292,32 @@ pub(crate) fn pivot<'r>(
         include_files: config.include_files,
         tables: config.tables,
     }
+}
+
+/// The options of a choice instruction (`multiple_choice` or
+/// `multiple_choice_with_free_text`) as the batch lists them; none for
+/// any other instruction, or when `options` is not a list.
+pub(crate) fn choice_options(instruction: &Instruction) -> Vec<RawJson> {
+    let choice = matches!(
+        instruction.kind,
+        InstructionType::MultipleChoice | InstructionType::MultipleChoiceWithFreeText
+    );
+    let Some(list) = instruction.fields.get("options").filter(|_| choice) else {
+        return Vec::new();
+    };
+    serde_json::from_str::<Vec<Box<serde_json::value::RawValue>>>(list.get())
+        .map(|items| items.iter().map(|item| RawJson::from_raw(item)).collect())
+        .unwrap_or_default()
+}
+
+/// Rows of `codebook.csv` (header excluded): one per instruction, one per
+/// option of a choice instruction.
+fn codebook_rows(records: &Records) -> u64 {
+    records
+        .instructions
+        .iter()
+        .map(|i| 1 + choice_options(i).len() as u64)
+        .sum()
 }
 
 fn matches_filter(exported: &Exported<'_>, config: &Config) -> bool {

@@ -234,31 +234,18 @@ pub(crate) fn responses_size(pivot: &Pivot<'_>, worst: bool) -> u64 {
     header + rows
 }
 
-/// The options of a choice instruction, each as (value, label) cells.
+/// The options of a choice instruction ([`crate::pivot::choice_options`],
+/// which also counts the codebook's rows), each as (value, label) cells.
 fn options(instruction: &Instruction) -> Vec<(String, String)> {
-    let choice = matches!(
-        instruction.kind,
-        InstructionType::MultipleChoice | InstructionType::MultipleChoiceWithFreeText
-    );
-    let Some(list) = instruction.fields.get("options").filter(|_| choice) else {
-        return Vec::new();
-    };
-    let Ok(items) = serde_json::from_str::<Vec<Box<serde_json::value::RawValue>>>(list.get())
-    else {
-        return Vec::new();
-    };
-    items
+    crate::pivot::choice_options(instruction)
         .iter()
-        .map(|item| {
-            let item = RawJson::from_raw(item);
-            match serde_json::from_str::<RawObject>(item.get()) {
-                Ok(object) => (
-                    plain_cell(object.get("value")),
-                    plain_cell(object.get("label")),
-                ),
-                // An option given as a bare value is its own code.
-                Err(_) => (plain_cell(Some(&item)), String::new()),
-            }
+        .map(|item| match serde_json::from_str::<RawObject>(item.get()) {
+            Ok(object) => (
+                plain_cell(object.get("value")),
+                plain_cell(object.get("label")),
+            ),
+            // An option given as a bare value is its own code.
+            Err(_) => (plain_cell(Some(item)), String::new()),
         })
         .collect()
 }
@@ -270,15 +257,6 @@ fn plain_cell(value: Option<&RawJson>) -> String {
         Some(v) if v.is_null() => String::new(),
         Some(v) => decode_json_string::<String>(v.get()).unwrap_or_else(|| v.get().to_owned()),
     }
-}
-
-/// Rows of `codebook.csv`, header excluded.
-pub(crate) fn codebook_rows(records: &Records) -> u64 {
-    records
-        .instructions
-        .iter()
-        .map(|i| 1 + options(i).len() as u64)
-        .sum()
 }
 
 /// The whole of `codebook.csv`: small, so built in one piece.
