@@ -22,13 +22,15 @@
 //!   for a fresh link when the one in hand was refused (expired).
 
 mod download;
+mod errors;
 
 use std::io;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use crate::wire::{self, ErrorBody, ExportQuery, ExportState, StatusBody};
+use self::errors::error_message;
+use crate::wire::{self, ExportQuery, ExportState, StatusBody};
 
 /// How often the same step may fail in a row before the client gives up:
 /// resuming a broken download, or fetching a fresh link for a refused one.
@@ -508,63 +510,6 @@ fn failure(method: &'static str, url: &url::Url, err: ureq::Error) -> ClientErro
     }
 }
 
-/// The message of an error answer's body: see [`error_text`].
-fn error_message(response: ureq::Response) -> String {
-    error_text(&response.into_string().unwrap_or_default())
-}
-
-/// What an error body says, in one line. Three shapes are understood:
-/// ours (`{"error": "...", "parameter"}`), Prolific's (`{"error":
-/// {"status", "title", "error_code", "detail", "additional_information"}}`)
-/// and the older `{"message", "detail"}`; anything else is the body's
-/// first 200 characters.
-fn error_text(text: &str) -> String {
-    use serde_json::Value;
-    let plain = |value: Option<&Value>| -> Option<String> {
-        match value? {
-            Value::Null => None,
-            Value::String(text) if text.is_empty() => None,
-            Value::String(text) => Some(text.clone()),
-            other => Some(other.to_string()),
-        }
-    };
-    let found = match serde_json::from_str::<Value>(text) {
-        Ok(Value::Object(body)) => match body.get("error") {
-            Some(Value::String(_)) => serde_json::from_str::<ErrorBody>(text).ok().map(|b| match b
-                .parameter
-            {
-                Some(parameter) => format!("{} ({parameter})", b.error),
-                None => b.error,
-            }),
-            Some(Value::Object(error)) => {
-                let mut parts: Vec<String> =
-                    [plain(error.get("title")), plain(error.get("detail"))]
-                        .into_iter()
-                        .flatten()
-                        .collect();
-                parts.dedup();
-                let mut message = parts.join(": ");
-                if let Some(code) = plain(error.get("error_code")) {
-                    message.push_str(&format!(" (error code {code})"));
-                }
-                if let Some(more) = plain(error.get("additional_information")) {
-                    message.push_str(&format!("; {more}"));
-                }
-                (!message.trim().is_empty()).then(|| message.trim().to_owned())
-            }
-            _ => {
-                let parts: Vec<String> = [plain(body.get("message")), plain(body.get("detail"))]
-                    .into_iter()
-                    .flatten()
-                    .collect();
-                (!parts.is_empty()).then(|| parts.join(": "))
-            }
-        },
-        _ => None,
-    };
-    found.unwrap_or_else(|| text.chars().take(200).collect())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -598,30 +543,6 @@ mod tests {
         );
         let config = ClientConfig::new("https://user:pw@x", "t");
         assert!(!format!("{config:?}").contains("pw"));
-    }
-
-    #[test]
-    fn error_bodies_of_every_shape_are_read() {
-        assert_eq!(
-            error_text(r#"{"error": "unknown query parameter", "parameter": "bogus"}"#),
-            "unknown query parameter (bogus)"
-        );
-        let prolific = r#"{"error": {"status": 409, "title": "Conflict", "error_code": 140001,
-            "detail": "Too many exports for this batch", "additional_information": "/api/v1/errors/140001"}}"#;
-        assert_eq!(
-            error_text(prolific),
-            "Conflict: Too many exports for this batch (error code 140001); /api/v1/errors/140001"
-        );
-        assert_eq!(
-            error_text(r#"{"error": {"status": 400, "detail": "bad filter"}}"#),
-            "bad filter"
-        );
-        assert_eq!(
-            error_text(r#"{"message": "Not allowed", "detail": "token expired"}"#),
-            "Not allowed: token expired"
-        );
-        assert_eq!(error_text(r#"{"message": "Not allowed"}"#), "Not allowed");
-        assert_eq!(error_text("<html>oops</html>"), "<html>oops</html>");
     }
 
     #[test]

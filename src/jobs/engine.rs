@@ -21,8 +21,8 @@ use super::reason::redact_paths;
 use super::recovery::{self, Recovery};
 use super::store::{Decision, JobStore, NewRequest, Removal, StoreSpec};
 use super::{
-    fingerprint, ArchiveOptions, BatchInfo, BuildMetrics, Builder, Clock, Job, JobError,
-    JobStatus, JobsConfig, ReusePolicy,
+    fingerprint, ArchiveOptions, BatchInfo, BuildMetrics, Builder, Clock, Job, JobError, JobStatus,
+    JobsConfig, ReusePolicy,
 };
 use crate::error::display_chain;
 use crate::ExportFilter;

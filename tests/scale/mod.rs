@@ -1,5 +1,5 @@
 //! Scale-out (SPEC section 7): the job-store conformance suite on SQLite
-//! and PostgreSQL, leases and fencing through the engine, and several
+//! and PostgreSQL (`store`, and archive options in `store_options`), leases and fencing through the engine, and several
 //! `serve` and `worker` processes on one PostgreSQL. The servers are real
 //! (see `servers`), started once per test run.
 
@@ -8,4 +8,6 @@ mod notify;
 mod objects;
 mod processes;
 pub mod servers;
+#[macro_use]
 mod store;
+mod store_options;

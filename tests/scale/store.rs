@@ -77,15 +77,15 @@ both_stores!(
     migrations_run_once_and_reopen_cleanly,
 );
 
-fn t0() -> OffsetDateTime {
+pub fn t0() -> OffsetDateTime {
     time::macros::datetime!(2024-06-01 12:00:00 UTC)
 }
 
-fn secs(n: u64) -> Duration {
+pub fn secs(n: u64) -> Duration {
     Duration::from_secs(n)
 }
 
-fn new_job(batch: &str, study: Option<&str>, fingerprint: &str, at: OffsetDateTime) -> Job {
+pub fn new_job(batch: &str, study: Option<&str>, fingerprint: &str, at: OffsetDateTime) -> Job {
     Job {
         id: uuid::Uuid::new_v4().to_string(),
         batch_id: batch.to_owned(),
@@ -105,7 +105,7 @@ fn new_job(batch: &str, study: Option<&str>, fingerprint: &str, at: OffsetDateTi
     }
 }
 
-fn ask(store: &dyn JobStore, job: &Job, since: OffsetDateTime) -> Result<Decision, JobError> {
+pub fn ask(store: &dyn JobStore, job: &Job, since: OffsetDateTime) -> Result<Decision, JobError> {
     let request = NewRequest {
         job,
         reuse_since: Some(since),
@@ -114,7 +114,7 @@ fn ask(store: &dyn JobStore, job: &Job, since: OffsetDateTime) -> Result<Decisio
     store.request(&request, &|_| true)
 }
 
-fn insert(store: &dyn JobStore, job: &Job) {
+pub fn insert(store: &dyn JobStore, job: &Job) {
     assert_eq!(
         ask(store, job, t0() - secs(3600)).unwrap(),
         Decision::Inserted
@@ -122,7 +122,7 @@ fn insert(store: &dyn JobStore, job: &Job) {
 }
 
 /// Claims the next job for `owner` with a 60 s lease at `now`.
-fn claim(store: &dyn JobStore, owner: &str, now: OffsetDateTime) -> Option<(Job, Lease)> {
+pub fn claim(store: &dyn JobStore, owner: &str, now: OffsetDateTime) -> Option<(Job, Lease)> {
     match store.claim(owner, now, now + secs(60), 3).unwrap() {
         Claim::Leased(job, lease) => Some((job, lease)),
         Claim::Idle => None,
@@ -130,7 +130,7 @@ fn claim(store: &dyn JobStore, owner: &str, now: OffsetDateTime) -> Option<(Job,
     }
 }
 
-fn complete(store: &dyn JobStore, lease: &Lease, at: OffsetDateTime) -> bool {
+pub fn complete(store: &dyn JobStore, lease: &Lease, at: OffsetDateTime) -> bool {
     store.complete(lease, at, 42, &mut || Ok(())).unwrap()
 }
 

@@ -320,3 +320,108 @@ fn export_error_with(base: &str, query: &str) -> ClientError {
     };
     client.export(&request, &mut |_| {}).unwrap_err()
 }
+
+/// Polls an export until it is no longer generating.
+fn finished(url: &str) -> Value {
+    for _ in 0..3000 {
+        let answer = call("GET", url, Some(TOKEN));
+        assert_eq!(answer.status, 200, "{}", answer.text);
+        if answer.json["status"] != "generating" {
+            return answer.json;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    panic!("{url} still generating after 30s");
+}
+
+#[test]
+fn serve_and_worker_read_the_key_file_and_neither_logs_nor_stores_it() {
+    use std::process::{Command, Stdio};
+    let dirs = Dirs::new();
+    let secret = tempfile::tempdir().unwrap();
+    let key_file = secret.path().join("pseudonym.key");
+    let key = "operator-key-from-a-file-0815";
+    // An editor's final newline is not part of the key.
+    std::fs::write(&key_file, format!("{key}\n")).unwrap();
+    let key_arg = key_file.to_str().unwrap();
+    // The API builds nothing (--workers 0): the worker, with the same key
+    // file, builds on the same store.
+    let server = super::process::ServeProcess::start_with(
+        dirs.data.path(),
+        dirs.state.path(),
+        &[
+            "--workers",
+            "0",
+            "--reuse",
+            "never",
+            "--pseudonymise-key",
+            key_arg,
+        ],
+    );
+    let worker_log = secret.path().join("worker.log");
+    let mut worker = Command::new(env!("CARGO_BIN_EXE_batch-export"))
+        .arg("worker")
+        .arg("--data")
+        .arg(dirs.data.path())
+        .arg("--state")
+        .arg(dirs.state.path())
+        .args(["--poll-ms", "20", "--pseudonymise-key", key_arg])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&worker_log).unwrap())
+        .spawn()
+        .unwrap();
+
+    let exports = server.export_url();
+    let query = format!("{exports}?pseudonymise=true&tables=true");
+    let posted = call("POST", &query, Some(TOKEN));
+    assert_eq!(posted.status, 202, "{}", posted.text);
+    let id = posted.json["export_id"].as_str().unwrap().to_owned();
+    let done = finished(&format!("{exports}/{id}"));
+    assert_eq!(done["status"], "complete", "{done}");
+    let download = call("GET", done["url"].as_str().unwrap(), None);
+    assert_eq!(download.status, 200);
+    let archive = secret.path().join("archive.zip");
+    std::fs::write(&archive, &download.bytes).unwrap();
+    let csv = String::from_utf8(common::entry(&archive, "responses.csv")).unwrap();
+    let pseudonym = batch_export::pseudonym::pseudonym(key.as_bytes(), "p-1");
+    assert!(csv.contains(&pseudonym), "{csv}");
+    for (name, bytes) in common::read_entries(&archive) {
+        for original in ["p-1", "p-2", "p-3"] {
+            assert!(
+                memchr::memmem::find(&bytes, original.as_bytes()).is_none(),
+                "{original} in {name}"
+            );
+        }
+    }
+    // --reuse never: the complete export is not reused.
+    let again = call("POST", &query, Some(TOKEN));
+    assert_eq!(again.status, 202, "{}", again.text);
+    let second = again.json["export_id"].as_str().unwrap().to_owned();
+    assert_ne!(second, id);
+    assert_eq!(
+        finished(&format!("{exports}/{second}"))["status"],
+        "complete"
+    );
+
+    // SAFETY: kill(2) on our own child's pid, with a plain signal number.
+    unsafe {
+        libc::kill(worker.id() as libc::pid_t, libc::SIGTERM);
+    }
+    assert!(worker.wait().unwrap().success());
+    let mut log = server.stop().join("\n");
+    log.push_str(&std::fs::read_to_string(&worker_log).unwrap());
+    assert!(log.contains("job finished"), "{log}");
+    assert!(!log.contains(key), "the key is in the log:\n{log}");
+    for entry in walkdir::WalkDir::new(dirs.state.path()) {
+        let entry = entry.unwrap();
+        if entry.file_type().is_file() {
+            let bytes = std::fs::read(entry.path()).unwrap();
+            assert!(
+                memchr::memmem::find(&bytes, key.as_bytes()).is_none(),
+                "the key is in {}",
+                entry.path().display()
+            );
+        }
+    }
+}

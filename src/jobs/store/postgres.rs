@@ -32,8 +32,14 @@ use crate::jobs::{Job, JobError, JobStatus};
 
 /// The migrations, in order, each with its version number.
 const MIGRATIONS: &[(i32, &str)] = &[
-    (1, include_str!("../../../migrations/postgres/0001_jobs.sql")),
-    (2, include_str!("../../../migrations/postgres/0002_options.sql")),
+    (
+        1,
+        include_str!("../../../migrations/postgres/0001_jobs.sql"),
+    ),
+    (
+        2,
+        include_str!("../../../migrations/postgres/0002_options.sql"),
+    ),
 ];
 
 /// The advisory-lock key migrations run under (any constant of our own).
