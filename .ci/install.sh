@@ -34,6 +34,9 @@ if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import pandas' 2>/dev/nul
     .venv/bin/pip install --quiet --disable-pip-version-check pandas
 fi
 
+# R (Rscript), for running the archive README's R block for the tables.
+command -v Rscript >/dev/null || apt_install --no-install-recommends r-base-core
+
 # PostgreSQL for the scale-out tests (tests/scale): they run initdb and
 # postgres themselves, as the postgres account, on a loopback port.
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || apt_install postgresql

@@ -1,6 +1,8 @@
-//! The sample dump's archive through every reader, and its README example.
+//! The sample dump's archive through every reader, and its README's
+//! examples (pandas, and R for the tables).
 
 use std::path::{Path, PathBuf};
+use std::process::Command;
 
 use batch_export::{verify, Dump, ExportOptions};
 
@@ -55,4 +57,54 @@ fn the_readme_examples_run_on_an_archive_with_every_option() {
         .export_to_path(&archive, &options)
         .unwrap();
     dumps::run_readme_example(&archive);
+}
+
+/// The archive README's R block, run as written by Rscript on the sample's
+/// archive with tables: every row read, every column text, nothing turned
+/// into NA, values as the input wrote them.
+#[test]
+fn the_readme_r_example_runs_on_an_archive_with_tables() {
+    let Some(rscript) = super::tool("R", &["Rscript"]) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let archive = dir.path().join("tables.zip");
+    Dump::open(sample_dump())
+        .unwrap()
+        .export_to_path(&archive, &ExportOptions::new().tables(true))
+        .unwrap();
+    let folder = dir.path().join("extracted");
+    zip::ZipArchive::new(std::fs::File::open(&archive).unwrap())
+        .unwrap()
+        .extract(&folder)
+        .unwrap();
+    let readme = std::fs::read_to_string(folder.join("README.md")).unwrap();
+    let blocks: Vec<&str> = readme
+        .split("```r\n")
+        .skip(1)
+        .map(|rest| rest.split("```").next().unwrap())
+        .collect();
+    assert_eq!(blocks.len(), 1, "the README's R blocks");
+    // What the block made, printed after it as written.
+    let script = dir.path().join("check.R");
+    let report = r#"
+cat(nrow(responses), nrow(codebook), nrow(labelled), sum(is.na(responses)),
+    all(sapply(responses, is.character)), "\n")
+cat(responses$value[responses$response_id == "r-0004"],
+    responses$value[responses$response_id == "r-0016"],
+    responses$unit[responses$response_id == "r-0004"], "\n")
+"#;
+    std::fs::write(&script, format!("{}{report}", blocks[0])).unwrap();
+    let out = super::run(Command::new(rscript).arg(&script).current_dir(&folder));
+    let batch: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(folder.join("batch.json")).unwrap()).unwrap();
+    let counts = &batch["export"]["counts"];
+    let rows = &counts["responses_csv_rows"];
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        format!(
+            "{rows} {} {rows} 0 TRUE \n12.5 true m \n",
+            counts["codebook_csv_rows"]
+        )
+    );
 }
