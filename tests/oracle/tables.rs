@@ -120,3 +120,49 @@ fn random_dumps_tables_read_back_with_pandas_hold_every_answer_item() {
         }
     }
 }
+
+/// On random dumps, with every other option on or off, `tables` adds its
+/// two entries and leaves every other entry but `batch.json` (its counts)
+/// and `README.md` (its table section) byte-identical: the JSON Lines
+/// views above all.
+#[test]
+fn random_dumps_tables_leave_the_views_byte_identical() {
+    for seed in 11..=16u64 {
+        let dump = tempfile::tempdir().unwrap();
+        random_dump::write(dump.path(), seed);
+        make_awkward(dump.path());
+        let mut options = ExportOptions::new();
+        if seed % 2 == 0 {
+            options = options.pseudonymise(format!("key {seed}"));
+        }
+        if seed % 3 == 0 {
+            options = options.include_files(false);
+        }
+        let entries = |options: &ExportOptions| {
+            let dir = tempfile::tempdir().unwrap();
+            let out = dir.path().join("a.zip");
+            build(dump.path(), &out, options).unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+            read_entries(&out)
+        };
+        let plain = entries(&options);
+        let tables = entries(&options.clone().tables(true));
+        let tables_only = ["responses.csv", "codebook.csv"];
+        let names = |entries: &[(String, Vec<u8>)]| -> Vec<String> {
+            entries
+                .iter()
+                .map(|(name, _)| name.clone())
+                .filter(|name| !tables_only.contains(&name.as_str()))
+                .collect()
+        };
+        assert_eq!(names(&tables), names(&plain), "seed {seed}");
+        assert_eq!(tables.len(), plain.len() + 2, "seed {seed}");
+        for (name, bytes) in &plain {
+            if name == "batch.json" || name == "README.md" {
+                continue;
+            }
+            let with_tables = &tables.iter().find(|(n, _)| n == name).unwrap().1;
+            assert!(with_tables == bytes, "seed {seed}: {name} differs");
+        }
+        assert!(plain.iter().any(|(n, _)| n == "responses-by-task.jsonl"));
+    }
+}
