@@ -3,13 +3,19 @@
 //! final bit), the last one with a final block; joined in order they form
 //! one valid deflate stream. CRC-32s are computed per chunk and combined.
 //!
+//! Each chunk is compressed whole by libdeflate (faster than zlib's
+//! streaming design at the same ratio, see BENCHMARKS.md), which writes a
+//! complete stream; [`sync_flush`] turns all but the last into pieces.
+//!
 //! Chunk boundaries depend only on the data, never on thread count, so the
 //! output is the same bytes on one thread or many.
 
 use std::cell::RefCell;
 
-use flate2::{Compress, Compression, FlushCompress, Status};
+use libdeflater::{CompressionLvl, Compressor};
 use rayon::prelude::*;
+
+use super::sync_flush;
 
 /// Size of the chunks deflated independently. Big enough that restarting
 /// the dictionary costs well under 1% of ratio on JSON Lines.
@@ -65,51 +71,58 @@ pub(crate) fn deflate(input: &[u8], level: u32, last: bool) -> Deflated {
 }
 
 thread_local! {
-    /// One compressor per worker thread, reset between chunks. A deflate
-    /// state is a few hundred KB that a fresh one would allocate and zero
-    /// for every chunk: for many small uploads that cost more than the
-    /// compression itself. A reset state compresses exactly as a new one.
-    static COMPRESSOR: RefCell<Option<(u32, Compress)>> = const { RefCell::new(None) };
+    /// One compressor per worker thread and level, and the buffer it writes
+    /// into. A libdeflate compressor is a few hundred KB to allocate: for
+    /// many small uploads that would cost more than compressing them.
+    static COMPRESSOR: RefCell<Option<Scratch>> = const { RefCell::new(None) };
 }
 
-/// Deflates one chunk with a fresh dictionary.
+/// A worker's compressor, its level and its output buffer.
+struct Scratch {
+    level: u32,
+    compressor: Compressor,
+    out: Vec<u8>,
+}
+
+/// Deflates one chunk with a fresh dictionary: a complete stream when
+/// `last`, else a piece ending with a sync flush that the next chunk's
+/// blocks can follow.
 fn deflate_chunk(input: &[u8], level: u32, last: bool) -> Vec<u8> {
     COMPRESSOR.with(|cell| {
         let mut slot = cell.borrow_mut();
-        match slot.as_mut() {
-            Some((cached, compressor)) if *cached == level => compressor.reset(),
-            _ => *slot = Some((level, Compress::new(Compression::new(level), false))),
+        if slot.as_ref().is_none_or(|scratch| scratch.level != level) {
+            *slot = Some(Scratch {
+                level,
+                compressor: Compressor::new(libdeflate_level(level)),
+                out: Vec::new(),
+            });
         }
-        let (_, compressor) = slot.as_mut().expect("set above");
-        deflate_with(compressor, input, last)
+        let scratch = slot.as_mut().expect("set above");
+        let bound = scratch.compressor.deflate_compress_bound(input.len());
+        if scratch.out.len() < bound {
+            scratch.out.resize(bound, 0);
+        }
+        // The buffer holds the bound, so compression cannot run out of room.
+        let length = scratch
+            .compressor
+            .deflate_compress(input, &mut scratch.out)
+            .expect("the output buffer holds the compress bound");
+        // Room for the sync flush's few bytes, so the copy is not regrown.
+        let mut piece = Vec::with_capacity(length + 8);
+        piece.extend_from_slice(&scratch.out[..length]);
+        if !last {
+            sync_flush::unfinalize(&mut piece).expect("libdeflate writes valid deflate");
+        }
+        piece
     })
 }
 
-fn deflate_with(compressor: &mut Compress, input: &[u8], last: bool) -> Vec<u8> {
-    let flush = if last {
-        FlushCompress::Finish
-    } else {
-        FlushCompress::Sync
-    };
-    let mut out = Vec::with_capacity(input.len() / 2 + 1024);
-    loop {
-        let consumed = compressor.total_in() as usize;
-        // Compressing into a Vec only fails on a corrupt compressor state.
-        let status = compressor
-            .compress_vec(&input[consumed..], &mut out, flush)
-            .expect("deflate of an in-memory buffer");
-        let all_in = compressor.total_in() as usize == input.len();
-        let done = match (last, status) {
-            (true, Status::StreamEnd) => true,
-            (true, _) => false,
-            // With a sync flush, output left unfilled means the flush is complete.
-            (false, _) => all_in && out.len() < out.capacity(),
-        };
-        if done {
-            return out;
-        }
-        out.reserve(out.capacity().max(4096));
-    }
+/// libdeflate's level for one of ours: the same number. libdeflate's go
+/// to 12, ours stop at 9; the archive stores entries of level 0 without
+/// calling the compressor.
+fn libdeflate_level(level: u32) -> CompressionLvl {
+    let level = i32::try_from(level).unwrap_or(i32::MAX);
+    CompressionLvl::new(level).expect("options allow levels 0 to 9 only")
 }
 
 /// An upper bound of the deflated size of `n` bytes, to decide on ZIP64
@@ -123,11 +136,16 @@ pub(crate) fn max_deflated_size(n: u64) -> u64 {
 mod tests {
     use super::*;
 
-    const PINNED: [&str; 4] = [
-        "1550163:9b6fcf64",
-        "972548:e5bddb7f",
-        "950439:4d135832",
-        "804315:4c212db8",
+    const PINNED: [&str; 9] = [
+        "949280:244c74c9",
+        "971306:0a5e9221",
+        "970746:3653ed6b",
+        "960194:242eba2e",
+        "885000:e6be27b0",
+        "786579:e18b1203",
+        "785686:29a7715c",
+        "803840:81631324",
+        "806606:1e259f79",
     ];
     use std::io::Read;
 
@@ -173,29 +191,27 @@ mod tests {
         ];
         for level in [1, 6] {
             for input in &inputs {
-                let fresh = deflate_with(
-                    &mut Compress::new(Compression::new(level), false),
-                    input,
-                    true,
-                );
+                let mut fresh = Compressor::new(libdeflate_level(level));
+                let mut out = vec![0; fresh.deflate_compress_bound(input.len())];
+                let length = fresh.deflate_compress(input, &mut out).unwrap();
                 // Twice: the second call reuses the state the first left.
-                assert_eq!(deflate_chunk(input, level, true), fresh);
-                assert_eq!(deflate_chunk(input, level, true), fresh);
+                assert_eq!(deflate_chunk(input, level, true), out[..length]);
+                assert_eq!(deflate_chunk(input, level, true), out[..length]);
             }
         }
     }
 
-    /// The deflate backend (zlib-rs) promises the same output on every
-    /// platform, but not across its versions: this pins the bytes, so an
-    /// update that would change archives fails here first.
+    /// The deflate backend (libdeflate) promises the same output on every
+    /// CPU architecture, but not across its versions: this pins the bytes
+    /// of every level, final and sync-flushed pieces alike, so an update
+    /// that would change archives fails here first.
     #[test]
     fn deflated_bytes_are_pinned() {
         let input: Vec<u8> = (0..300_000u32)
             .flat_map(|i| format!("{{\"row\":{},\"v\":\"{}\"}}\n", i % 977, i % 13).into_bytes())
             .collect();
-        let digests: Vec<String> = [1, 3, 6, 9]
-            .iter()
-            .map(|&level| {
+        let digests: Vec<String> = (1..=9)
+            .map(|level| {
                 let deflated = deflate(&input, level, true).pieces.concat();
                 format!("{}:{:08x}", deflated.len(), crc32fast::hash(&deflated))
             })

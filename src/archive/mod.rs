@@ -20,6 +20,7 @@
 pub(crate) mod deflate;
 pub(crate) mod entries;
 mod readme;
+mod sync_flush;
 pub(crate) mod tables;
 pub(crate) mod text;
 mod uploads;
