@@ -72,7 +72,7 @@ impl std::fmt::Debug for ExportOptions {
 }
 
 /// The deflate level used when none is set: see BENCHMARKS.md for why.
-pub const DEFAULT_LEVEL: u32 = 2;
+pub const DEFAULT_LEVEL: u32 = 1;
 
 impl ExportOptions {
     /// Default options.

@@ -135,24 +135,32 @@ impl<'a> BitReader<'a> {
     }
 }
 
-/// A canonical Huffman code as a lookup table indexed by the next
-/// `index_bits` bits of the stream: each entry is `symbol << 4 | length`,
-/// 0 where no code matches.
+/// Bits of a code's first lookup: shorter codes resolve in one step, longer
+/// ones through a second table. 10 keeps the first table in the L1 cache.
+const FIRST_BITS: u32 = 10;
+
+/// Marks a first-level entry that points at a second-level table.
+const LINK: u32 = 1 << 31;
+
+/// A canonical Huffman code as lookup tables indexed by the stream's next
+/// bits. A symbol's entry is `symbol << 8 | length` (0: no code matches); a
+/// link is `LINK | offset << 8 | bits` for a second table at `offset` in
+/// the same vector, indexed by the `bits` after the first ones.
 #[derive(Default)]
 struct Code {
-    entries: Vec<u16>,
-    index_bits: u32,
+    entries: Vec<u32>,
+    first_bits: u32,
 }
 
 impl Code {
-    /// Builds the table from each symbol's code length (0: not used).
+    /// Builds the tables from each symbol's code length (0: not used).
     fn build(&mut self, lengths: &[u8]) -> Result<(), MalformedStream> {
         let mut count = [0u16; 16];
         for &length in lengths {
             count[length as usize] += 1;
         }
         count[0] = 0;
-        let max = (1..16).rev().find(|&l| count[l] > 0).unwrap_or(0);
+        let max = (1..16).rev().find(|&l| count[l] > 0).unwrap_or(0) as u32;
         let mut next = [0u32; 16];
         let mut code = 0u32;
         for length in 1..16 {
@@ -160,22 +168,42 @@ impl Code {
             next[length] = code;
         }
         // Over-subscribed lengths would give codes longer than their length.
-        if max > 0 && next[max] + count[max] as u32 > 1 << max {
+        if max > 0 && next[max as usize] + count[max as usize] as u32 > 1 << max {
             return Err(MalformedStream);
         }
-        self.index_bits = max as u32;
+        let first = max.min(FIRST_BITS);
+        let second = max - first;
+        self.first_bits = first;
         self.entries.clear();
-        self.entries.resize(1 << max, 0);
+        self.entries.resize(1 << first, 0);
         for (symbol, &length) in lengths.iter().enumerate() {
             if length == 0 {
                 continue;
             }
-            let length = length as usize;
-            let reversed = next[length].reverse_bits() >> (32 - length);
-            next[length] += 1;
-            let entry = (symbol as u16) << 4 | length as u16;
-            for index in (reversed as usize..1 << max).step_by(1 << length) {
-                self.entries[index] = entry;
+            let length = length as u32;
+            let reversed = next[length as usize].reverse_bits() >> (32 - length);
+            next[length as usize] += 1;
+            let entry = (symbol as u32) << 8 | length;
+            if length <= first {
+                for index in (reversed as usize..1 << first).step_by(1 << length) {
+                    self.entries[index] = entry;
+                }
+                continue;
+            }
+            // A code is no prefix of another, so this slot holds no symbol.
+            let prefix = (reversed & ((1 << first) - 1)) as usize;
+            let offset = match self.entries[prefix] {
+                link if link & LINK != 0 => ((link & !LINK) >> 8) as usize,
+                _ => {
+                    let offset = self.entries.len();
+                    self.entries.resize(offset + (1 << second), 0);
+                    self.entries[prefix] = LINK | (offset as u32) << 8 | second;
+                    offset
+                }
+            };
+            let rest = (reversed >> first) as usize;
+            for index in (rest..1 << second).step_by(1 << (length - first)) {
+                self.entries[offset + index] = entry;
             }
         }
         Ok(())
@@ -183,14 +211,19 @@ impl Code {
 
     /// Reads one symbol.
     fn decode(&self, bits: &mut BitReader<'_>) -> Result<u16, MalformedStream> {
-        let index = bits.peek() as usize & ((1 << self.index_bits) - 1);
-        let entry = *self.entries.get(index).ok_or(MalformedStream)?;
-        let length = entry & 15;
+        let ahead = bits.peek();
+        let mut entry = self.entries[ahead as usize & ((1 << self.first_bits) - 1)];
+        if entry & LINK != 0 {
+            let offset = ((entry & !LINK) >> 8) as usize;
+            let index = (ahead >> self.first_bits) as usize & ((1 << (entry & 0xff)) - 1);
+            entry = *self.entries.get(offset + index).ok_or(MalformedStream)?;
+        }
+        let length = entry & 0xff;
         if length == 0 {
             return Err(MalformedStream);
         }
         bits.skip(length as usize)?;
-        Ok(entry >> 4)
+        Ok((entry >> 8) as u16)
     }
 }
 
@@ -359,6 +392,27 @@ mod tests {
             assert_ne!(status, flate2::Status::StreamEnd);
             assert_eq!(out, input);
         }
+    }
+
+    #[test]
+    fn codes_longer_than_the_first_lookup_decode() {
+        // Lengths 1, 2, ..., 15, 15: symbol i's code is i ones then a zero,
+        // the last is 15 ones; codes go into the stream most significant
+        // bit first.
+        let lengths: Vec<u8> = (1..=15).chain([15]).collect();
+        let mut code = Code::default();
+        code.build(&lengths).unwrap();
+        for symbol in 0..16u16 {
+            let length = lengths[symbol as usize] as usize;
+            let ones = if symbol == 15 { 15 } else { length - 1 };
+            let stream = (((1u32 << ones) - 1) | 0xa5 << length).to_le_bytes();
+            let mut bits = BitReader::new(&stream);
+            assert_eq!(code.decode(&mut bits), Ok(symbol));
+            assert_eq!(bits.position, length);
+            assert_eq!(bits.take(8), Ok(0xa5));
+        }
+        // Lengths that would need more codes than fit are refused.
+        assert_eq!(code.build(&[1, 1, 1]), Err(MalformedStream));
     }
 
     #[test]
