@@ -12,7 +12,9 @@
 
 use std::cell::RefCell;
 
-use libdeflater::{CompressionLvl, Compressor};
+use std::ffi::c_int;
+use std::ptr::NonNull;
+
 use rayon::prelude::*;
 
 use super::sync_flush;
@@ -93,20 +95,12 @@ fn deflate_chunk(input: &[u8], level: u32, last: bool) -> Vec<u8> {
         if slot.as_ref().is_none_or(|scratch| scratch.level != level) {
             *slot = Some(Scratch {
                 level,
-                compressor: Compressor::new(libdeflate_level(level)),
+                compressor: Compressor::new(level),
                 out: Vec::new(),
             });
         }
         let scratch = slot.as_mut().expect("set above");
-        let bound = scratch.compressor.deflate_compress_bound(input.len());
-        if scratch.out.len() < bound {
-            scratch.out.resize(bound, 0);
-        }
-        // The buffer holds the bound, so compression cannot run out of room.
-        let length = scratch
-            .compressor
-            .deflate_compress(input, &mut scratch.out)
-            .expect("the output buffer holds the compress bound");
+        let length = scratch.compressor.compress(input, &mut scratch.out);
         // Room for the sync flush's few bytes, so the copy is not regrown.
         let mut piece = Vec::with_capacity(length + 8);
         piece.extend_from_slice(&scratch.out[..length]);
@@ -117,12 +111,51 @@ fn deflate_chunk(input: &[u8], level: u32, last: bool) -> Vec<u8> {
     })
 }
 
-/// libdeflate's level for one of ours: the same number. libdeflate's go
-/// to 12, ours stop at 9; the archive stores entries of level 0 without
-/// calling the compressor.
-fn libdeflate_level(level: u32) -> CompressionLvl {
-    let level = i32::try_from(level).unwrap_or(i32::MAX);
-    CompressionLvl::new(level).expect("options allow levels 0 to 9 only")
+/// A libdeflate compressor, called through `libdeflate-sys` directly (its
+/// safe wrapper crate would be one more crate in the engine's budget).
+pub(super) struct Compressor(NonNull<libdeflate_sys::libdeflate_compressor>);
+
+impl Compressor {
+    /// A compressor of libdeflate's level `level`, the same number as ours.
+    /// libdeflate's go to 12, ours stop at 9; the archive stores entries of
+    /// level 0 without calling the compressor.
+    pub(super) fn new(level: u32) -> Compressor {
+        assert!(level <= 9, "options allow levels 0 to 9 only");
+        // SAFETY: any level 0..=12 is valid; null means out of memory.
+        let raw = unsafe { libdeflate_sys::libdeflate_alloc_compressor(level as c_int) };
+        Compressor(NonNull::new(raw).expect("memory for a libdeflate compressor"))
+    }
+
+    /// Compresses `input` into one complete raw deflate stream at the start
+    /// of `out` (grown to the compress bound first) and returns its length.
+    pub(super) fn compress(&mut self, input: &[u8], out: &mut Vec<u8>) -> usize {
+        // SAFETY: the compressor is live (freed only on drop), and both
+        // pointers come with their slices' lengths.
+        unsafe {
+            let bound =
+                libdeflate_sys::libdeflate_deflate_compress_bound(self.0.as_ptr(), input.len());
+            if out.len() < bound {
+                out.resize(bound, 0);
+            }
+            let length = libdeflate_sys::libdeflate_deflate_compress(
+                self.0.as_ptr(),
+                input.as_ptr().cast(),
+                input.len(),
+                out.as_mut_ptr().cast(),
+                out.len(),
+            );
+            // 0 means the output did not fit, which the bound rules out.
+            assert!(length > 0, "libdeflate output within its compress bound");
+            length
+        }
+    }
+}
+
+impl Drop for Compressor {
+    fn drop(&mut self) {
+        // SAFETY: allocated by libdeflate_alloc_compressor, freed once.
+        unsafe { libdeflate_sys::libdeflate_free_compressor(self.0.as_ptr()) }
+    }
 }
 
 /// An upper bound of the deflated size of `n` bytes, to decide on ZIP64
@@ -191,9 +224,8 @@ mod tests {
         ];
         for level in [1, 6] {
             for input in &inputs {
-                let mut fresh = Compressor::new(libdeflate_level(level));
-                let mut out = vec![0; fresh.deflate_compress_bound(input.len())];
-                let length = fresh.deflate_compress(input, &mut out).unwrap();
+                let mut out = Vec::new();
+                let length = Compressor::new(level).compress(input, &mut out);
                 // Twice: the second call reuses the state the first left.
                 assert_eq!(deflate_chunk(input, level, true), out[..length]);
                 assert_eq!(deflate_chunk(input, level, true), out[..length]);

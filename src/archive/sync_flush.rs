@@ -318,11 +318,9 @@ mod tests {
         out
     }
 
-    fn compress(input: &[u8], level: i32) -> Vec<u8> {
-        let mut compressor =
-            libdeflater::Compressor::new(libdeflater::CompressionLvl::new(level).unwrap());
-        let mut out = vec![0; compressor.deflate_compress_bound(input.len())];
-        let length = compressor.deflate_compress(input, &mut out).unwrap();
+    fn compress(input: &[u8], level: u32) -> Vec<u8> {
+        let mut out = Vec::new();
+        let length = super::super::deflate::Compressor::new(level).compress(input, &mut out);
         out.truncate(length);
         out
     }
@@ -357,7 +355,7 @@ mod tests {
 
     #[test]
     fn unfinalized_streams_join_into_one() {
-        for level in [1, 2, 6, 9, 12] {
+        for level in [1, 2, 6, 9] {
             let inputs = inputs();
             let mut joined = Vec::new();
             for input in &inputs {
