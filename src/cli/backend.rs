@@ -8,14 +8,17 @@ use std::time::Duration;
 
 use anyhow::Context;
 use batch_export::jobs::{
-    BuildJob, Builder, DumpBuilder, Jobs, JobsConfig, ReusePolicy, StoreSpec, SystemClock,
+    BuildJob, Builder, Catalog, DumpBuilder, JobError, Jobs, JobsConfig, ReusePolicy, StoreSpec,
+    SystemClock,
 };
 
 /// The job store, folders and worker settings of `serve` and `worker`.
 #[derive(Debug, clap::Args)]
 pub struct BackendArgs {
-    /// The data folder: one dump per subfolder (each with a batch.json).
-    #[arg(long, value_name = "DIR")]
+    /// The data folder: one dump per subfolder (each with a batch.json),
+    /// or s3://BUCKET/PREFIX: one dump per prefix under it (S3 endpoint
+    /// and credentials from the AWS_* variables).
+    #[arg(long, value_name = "DIR|S3_URL")]
     pub data: PathBuf,
     /// Where the SQLite store, archives, the signing secret and the
     /// default token file are kept (created if missing).
@@ -63,12 +66,20 @@ impl BackendArgs {
             .workers(workers)
             .lease(Duration::from_secs(self.lease_seconds.max(1)))
             .poll_interval(Duration::from_millis(self.poll_ms))
-            .data_root(&self.data)
             .reuse(reuse);
         if let Some(path) = &self.pseudonymise_key {
             // Read once, kept in memory only: never logged, never stored.
             config = config.pseudonym_key(super::read_key_file(path)?);
         }
+        let dumps: Arc<dyn Builder> = match self.s3_data()? {
+            // Jobs record a dump's name under the prefix: no root to strip.
+            #[cfg(feature = "s3")]
+            Some(data) => Arc::new(batch_export::jobs::S3DumpBuilder::new(data)),
+            _ => {
+                config = config.data_root(&self.data);
+                Arc::new(DumpBuilder)
+            }
+        };
         if let Some(store) = &self.store {
             config = config.store(store.parse::<StoreSpec>()?);
         }
@@ -80,12 +91,50 @@ impl BackendArgs {
             config = config.objects_dir(objects);
         }
         let builder: Arc<dyn Builder> = match self.test_build_delay_ms {
-            0 => Arc::new(DumpBuilder),
-            ms => Arc::new(Delayed(Duration::from_millis(ms))),
+            0 => dumps,
+            ms => Arc::new(Delayed(Duration::from_millis(ms), dumps)),
         };
         let spec = config.store_spec();
         Jobs::open(config, builder, Arc::new(SystemClock))
             .with_context(|| format!("opening the job store {}", describe(&spec)))
+    }
+}
+
+impl BackendArgs {
+    /// The batches `--data` holds.
+    pub fn catalog(&self) -> anyhow::Result<Catalog> {
+        match self.s3_data()? {
+            #[cfg(feature = "s3")]
+            Some(data) => Ok(Catalog::s3(data)),
+            _ => Ok(Catalog::new(&self.data)),
+        }
+    }
+
+    /// The dumps of `--data s3://...`, with the S3 endpoint and
+    /// credentials of the AWS_* variables; None for a folder.
+    #[cfg(feature = "s3")]
+    fn s3_data(&self) -> anyhow::Result<Option<batch_export::jobs::S3Dumps>> {
+        use batch_export::s3::{S3Config, S3Location};
+        let text = self.data.to_string_lossy();
+        if !S3Location::is_s3_url(&text) {
+            return Ok(None);
+        }
+        let location = S3Location::parse(&text).context("--data")?;
+        let config = S3Config::from_vars(|name| std::env::var(name).ok());
+        let client = config
+            .client(&location)
+            .with_context(|| format!("connecting to {location}"))?;
+        Ok(Some(batch_export::jobs::S3Dumps::new(client, location)))
+    }
+
+    /// Without feature `s3`, `--data` is a folder.
+    #[cfg(not(feature = "s3"))]
+    fn s3_data(&self) -> anyhow::Result<Option<std::convert::Infallible>> {
+        anyhow::ensure!(
+            !self.data.to_string_lossy().starts_with("s3://"),
+            "--data s3://... needs a build with the `s3` feature"
+        );
+        Ok(None)
     }
 }
 
@@ -97,10 +146,15 @@ fn describe(spec: &StoreSpec) -> String {
     }
 }
 
-/// Waits before building, giving up early when cancelled.
-struct Delayed(Duration);
+/// Waits before building, giving up early when cancelled, then builds
+/// with the builder it wraps.
+struct Delayed(Duration, Arc<dyn Builder>);
 
 impl Builder for Delayed {
+    fn fingerprint(&self, dump_dir: &std::path::Path) -> Result<String, JobError> {
+        self.1.fingerprint(dump_dir)
+    }
+
     fn build(&self, job: &BuildJob<'_>) -> Result<(), batch_export::Error> {
         let until = std::time::Instant::now() + self.0;
         while std::time::Instant::now() < until {
@@ -109,6 +163,6 @@ impl Builder for Delayed {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        DumpBuilder.build(job)
+        self.1.build(job)
     }
 }

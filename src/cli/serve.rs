@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use batch_export::http::{self, Service, Signer, Tokens};
-use batch_export::jobs::{Catalog, ReusePolicy};
+use batch_export::jobs::ReusePolicy;
 
 use super::backend::BackendArgs;
 use super::{printable, EXIT_OK};
@@ -75,7 +75,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<u8> {
     let backend = &args.backend;
     std::fs::create_dir_all(&backend.state)
         .with_context(|| format!("creating state folder {}", backend.state.display()))?;
-    let catalog = Catalog::new(&backend.data);
+    let catalog = backend.catalog()?;
     let batches = catalog
         .batches()
         .with_context(|| format!("reading data folder {}", backend.data.display()))?;

@@ -29,19 +29,24 @@ impl Dump {
         path: impl AsRef<Path>,
         options: &ExportOptions,
     ) -> Result<ExportSummary, Error> {
+        self.export_to_path_from(&self.blobs(), path, options)
+    }
+
+    /// Writes the dump's archive to `path` atomically, with upload bytes
+    /// from `blobs` instead of the dump directory (a dump read with
+    /// [`Dump::read`] from elsewhere).
+    pub fn export_to_path_from(
+        &self,
+        blobs: &dyn BlobSource,
+        path: impl AsRef<Path>,
+        options: &ExportOptions,
+    ) -> Result<ExportSummary, Error> {
         let (records, origins, problems) = self.parts();
         // Without records, batch.json was unusable, which is a problem listed.
         let Some(records) = records else {
             return Err(Error::Refused(problems.clone()));
         };
-        export_records_to_path(
-            records,
-            origins,
-            problems,
-            &self.blobs(),
-            path.as_ref(),
-            options,
-        )
+        export_records_to_path(records, origins, problems, blobs, path.as_ref(), options)
     }
 
     /// Writes the dump's archive to `out`; on error `out` must be discarded.
@@ -50,12 +55,23 @@ impl Dump {
         out: W,
         options: &ExportOptions,
     ) -> Result<ExportSummary, Error> {
+        self.export_from(&self.blobs(), out, options)
+    }
+
+    /// Writes the dump's archive to `out` with upload bytes from `blobs`;
+    /// on error `out` must be discarded.
+    pub fn export_from<W: Write + Seek + Send>(
+        &self,
+        blobs: &dyn BlobSource,
+        out: W,
+        options: &ExportOptions,
+    ) -> Result<ExportSummary, Error> {
         let (records, origins, problems) = self.parts();
         // Without records, batch.json was unusable, which is a problem listed.
         let Some(records) = records else {
             return Err(Error::Refused(problems.clone()));
         };
-        export_records(records, origins, problems, &self.blobs(), out, options)
+        export_records(records, origins, problems, blobs, out, options)
     }
 }
 

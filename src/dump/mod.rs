@@ -32,6 +32,7 @@ mod confine;
 mod depth;
 mod export;
 pub(crate) mod fields;
+mod files;
 mod records;
 
 use std::fs;
@@ -48,6 +49,7 @@ use crate::model::Records;
 pub use blobs::DirBlobSource;
 pub use confine::{DumpDir, DumpPathError};
 pub use depth::MAX_JSON_DEPTH;
+pub use files::DumpFiles;
 
 /// A dump directory, read into records.
 #[derive(Debug, Clone)]
@@ -73,40 +75,49 @@ impl Dump {
                 std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a directory"),
             ));
         }
+        Dump::read(&DumpDir::new(&root), root)
+    }
+
+    /// Reads every record file of a dump through `files` (an object-store
+    /// prefix, say), like [`Dump::open`] reads a directory. `root` names
+    /// the dump in messages; [`Dump::blobs`] is only meaningful for a
+    /// directory, so export such a dump with [`Dump::export_to_path_from`].
+    pub fn read(files: &dyn DumpFiles, root: impl Into<PathBuf>) -> Result<Dump, Error> {
+        let root = root.into();
+        let dir = files;
         let mut problems = Problems::default();
         let mut seen = Seen::default();
-        let dir = DumpDir::new(&root);
-        let batch = read_batch(&dir, &mut problems)?;
+        let batch = read_batch(dir, &mut problems)?;
         let (instructions, l0) = read_jsonl(
-            &dir,
+            dir,
             RecordFile::Instructions,
             records::instruction,
             &mut problems,
             &mut seen,
         )?;
         let (tasks, l1) = read_jsonl(
-            &dir,
+            dir,
             RecordFile::Tasks,
             records::task,
             &mut problems,
             &mut seen,
         )?;
         let (submissions, l2) = read_jsonl(
-            &dir,
+            dir,
             RecordFile::Submissions,
             records::submission,
             &mut problems,
             &mut seen,
         )?;
         let (responses, l3) = read_jsonl(
-            &dir,
+            dir,
             RecordFile::Responses,
             records::response,
             &mut problems,
             &mut seen,
         )?;
         let (uploads, l4) = read_jsonl(
-            &dir,
+            dir,
             RecordFile::Uploads,
             records::upload,
             &mut problems,
@@ -181,18 +192,21 @@ const PARSE_CHUNK: usize = 16 * 1024;
 
 /// Opens a record file of the dump, turning "not found", "outside the
 /// dump" and "not a regular file" into problems rather than errors.
-fn open_file(
-    dir: &DumpDir,
+/// An open record file and its size, when known.
+type Opened<'d> = (Box<dyn Read + Send + 'd>, Option<u64>);
+
+fn open_file<'d>(
+    dir: &'d dyn DumpFiles,
     file: &str,
     problems: &mut Problems,
-) -> Result<Option<fs::File>, Error> {
-    match dir.open(file) {
-        Ok(source) => Ok(Some(source)),
+) -> Result<Option<Opened<'d>>, Error> {
+    match dir.open_file(file) {
+        Ok(opened) => Ok(Some(opened)),
         Err(DumpPathError::Missing) => {
             problems.push(missing_file(file));
             Ok(None)
         }
-        Err(DumpPathError::Io(err)) => Err(Error::io(dir.root().join(file), err)),
+        Err(DumpPathError::Io(err)) => Err(Error::io(dir.location_of(file), err)),
         Err(refused) => {
             problems.push(whole_file_problem(file, refused.to_string()));
             Ok(None)
@@ -224,19 +238,23 @@ fn read_full(source: &mut impl Read, buffer: &mut [u8]) -> std::io::Result<usize
     Ok(filled)
 }
 
-fn read_file(dir: &DumpDir, file: &str, problems: &mut Problems) -> Result<Option<Vec<u8>>, Error> {
-    let Some(mut source) = open_file(dir, file, problems)? else {
+fn read_file(
+    dir: &dyn DumpFiles,
+    file: &str,
+    problems: &mut Problems,
+) -> Result<Option<Vec<u8>>, Error> {
+    let Some((mut source, _)) = open_file(dir, file, problems)? else {
         return Ok(None);
     };
     let mut bytes = Vec::new();
     source
         .read_to_end(&mut bytes)
-        .map_err(|e| Error::io(dir.root().join(file), e))?;
+        .map_err(|e| Error::io(dir.location_of(file), e))?;
     Ok(Some(bytes))
 }
 
 fn read_batch(
-    dir: &DumpDir,
+    dir: &dyn DumpFiles,
     problems: &mut Problems,
 ) -> Result<Option<crate::model::Batch>, Error> {
     let file = "batch.json";
@@ -278,38 +296,33 @@ type Parser<T> = fn(LineObject<'_>, &str, u64) -> records::Parsed<T>;
 /// Reads one JSON Lines file, parsing its lines in parallel. Returns the
 /// records in line order and the line number of each.
 fn read_jsonl<T: Send>(
-    dir: &DumpDir,
+    dir: &dyn DumpFiles,
     kind: RecordFile,
     parse: Parser<T>,
     problems: &mut Problems,
     seen: &mut Seen,
 ) -> Result<(Vec<T>, Vec<u64>), Error> {
     let file = kind.file_name();
-    let path = dir.root().join(file);
-    let absent = || {
-        // No link (not even a dangling one) by that name.
-        std::fs::symlink_metadata(&path).is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound)
-    };
-    let mut source = if kind == RecordFile::Uploads && absent() {
+    let path = dir.location_of(file);
+    let opened = if kind == RecordFile::Uploads && dir.is_absent(file) {
         // A batch without uploads may leave this file out.
         None
     } else {
         match open_file(dir, file, problems)? {
-            Some(source) => Some(source),
+            Some(opened) => Some(opened),
             None => {
                 seen.missing.push(kind);
                 return Ok((Vec::new(), Vec::new()));
             }
         }
     };
+    // Without a size the first block's guess is 0: the lists grow instead.
+    let file_len = opened.as_ref().and_then(|(_, len)| *len).unwrap_or(0);
+    let mut source = opened.map(|(source, _)| source);
     let key = if kind == RecordFile::Uploads {
         "file_key"
     } else {
         "id"
-    };
-    let file_len = match &source {
-        Some(file) => file.metadata().map_err(|e| Error::io(&path, e))?.len(),
-        None => 0,
     };
     let mut records = Vec::new();
     let mut line_numbers = Vec::new();

@@ -7,6 +7,10 @@
 //! scanned on every lookup, so dumps can be added or replaced while the
 //! service runs. When two folders claim one batch id, the first in byte
 //! order of folder name wins.
+//!
+//! With feature `s3` the data folder may instead be a prefix in object
+//! storage ([`Catalog::s3`]): each dump is a prefix under it, scanned the
+//! same way (see [`super::s3_dumps`]).
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -30,6 +34,9 @@ pub struct BatchInfo {
 #[derive(Debug, Clone)]
 pub struct Catalog {
     root: PathBuf,
+    /// Dumps in object storage instead of under `root`.
+    #[cfg(feature = "s3")]
+    s3: Option<super::S3Dumps>,
 }
 
 #[derive(Deserialize)]
@@ -41,10 +48,24 @@ struct BatchHead {
 impl Catalog {
     /// A catalogue of the dumps under `root`.
     pub fn new(root: impl Into<PathBuf>) -> Catalog {
-        Catalog { root: root.into() }
+        Catalog {
+            root: root.into(),
+            #[cfg(feature = "s3")]
+            s3: None,
+        }
     }
 
-    /// The data folder.
+    /// A catalogue of the dumps under a prefix in object storage; a
+    /// batch's [`BatchInfo::dir`] is then its dump's name under the prefix.
+    #[cfg(feature = "s3")]
+    pub fn s3(dumps: super::S3Dumps) -> Catalog {
+        Catalog {
+            root: PathBuf::from(dumps.location().to_string()),
+            s3: Some(dumps),
+        }
+    }
+
+    /// The data folder (for dumps in object storage, its `s3://` URL).
     pub fn root(&self) -> &Path {
         &self.root
     }
@@ -54,6 +75,10 @@ impl Catalog {
     /// skipped: they cannot be exported, and one bad dump must not hide the
     /// others.
     pub fn batches(&self) -> Result<Vec<BatchInfo>, JobError> {
+        #[cfg(feature = "s3")]
+        if let Some(dumps) = &self.s3 {
+            return dumps.batches();
+        }
         let entries = fs::read_dir(&self.root).map_err(|e| JobError::io(&self.root, e))?;
         let mut dirs: Vec<PathBuf> = entries
             .filter_map(|entry| entry.ok().map(|e| e.path()))

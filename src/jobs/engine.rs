@@ -21,8 +21,8 @@ use super::reason::redact_paths;
 use super::recovery::{self, Recovery};
 use super::store::{Decision, JobStore, NewRequest, Removal, StoreSpec};
 use super::{
-    fingerprint, ArchiveOptions, BatchInfo, BuildMetrics, Builder, Clock, Job, JobError, JobStatus,
-    JobsConfig, ReusePolicy,
+    ArchiveOptions, BatchInfo, BuildMetrics, Builder, Clock, Job, JobError, JobStatus, JobsConfig,
+    ReusePolicy,
 };
 use crate::error::display_chain;
 use crate::ExportFilter;
@@ -185,7 +185,7 @@ impl Jobs {
         // A dump that cannot even be hashed cannot be built either: the
         // request gets a failed job saying why, not an error answer (its
         // empty fingerprint matches no complete job, so nothing is reused).
-        let (fingerprint, unreadable) = match fingerprint(&batch.dir) {
+        let (fingerprint, unreadable) = match self.inner.shared.builder.fingerprint(&batch.dir) {
             Ok(fingerprint) => (fingerprint, None),
             Err(err) => {
                 let why = redact_paths(&display_chain(&err), Some(&batch.dir));

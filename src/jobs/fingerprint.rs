@@ -17,6 +17,13 @@
 //! kind without being opened. Whether the build may use such a file is the
 //! build's decision (it refuses them); the fingerprint only has to change
 //! when they do.
+//!
+//! A dump in object storage ([`fingerprint_s3`], feature `s3`) is hashed
+//! the same way over the objects under its prefix, in byte order of key
+//! relative to the prefix: the record files by contents, every other
+//! object by its size and ETag (its last-modified time where the store
+//! gives no ETag), which change whenever the object is written again. An
+//! object store has no links or special files.
 
 use std::fs;
 use std::io;
@@ -67,15 +74,12 @@ pub fn fingerprint(dir: &Path) -> Result<String, JobError> {
 
     let mut hasher = Sha256::new();
     for (relative, what) in found {
-        hasher.update((relative.len() as u64).to_le_bytes());
-        hasher.update(relative.as_bytes());
+        hash_name(&mut hasher, &relative);
         match what {
             Found::File(path) if is_record_file(&relative) => {
                 let read_error = |e| JobError::io(&relative, e);
-                let mut file = open_regular(&path).map_err(read_error)?;
-                let len = io::copy(&mut file, &mut hasher).map_err(read_error)?;
-                hasher.update(b"f");
-                hasher.update(len.to_le_bytes());
+                let file = open_regular(&path).map_err(read_error)?;
+                hash_contents(&mut hasher, file).map_err(read_error)?;
             }
             Found::File(path) => {
                 let meta = fs::symlink_metadata(&path).map_err(|e| JobError::io(&relative, e))?;
@@ -98,6 +102,51 @@ pub fn fingerprint(dir: &Path) -> Result<String, JobError> {
         }
     }
     Ok(crate::hash::to_hex(&hasher.finalize()))
+}
+
+/// Hex SHA-256 fingerprint of the dump in object storage at `dump`; see
+/// the module docs. Errors name the key relative to the dump.
+#[cfg(feature = "s3")]
+pub fn fingerprint_s3(dump: &crate::s3::S3Dump) -> Result<String, JobError> {
+    use crate::dump::DumpFiles;
+    let objects = dump
+        .objects()
+        .map_err(|e| JobError::io(dump.location().to_string(), io::Error::other(e)))?;
+    let mut hasher = Sha256::new();
+    for (relative, meta) in objects {
+        hash_name(&mut hasher, &relative);
+        if is_record_file(&relative) {
+            let read_error = |e| JobError::io(&relative, e);
+            let (object, _) = dump
+                .open_file(&relative)
+                .map_err(|e| read_error(e.into_io()))?;
+            hash_contents(&mut hasher, object).map_err(read_error)?;
+        } else {
+            let version = match &meta.e_tag {
+                Some(e_tag) => format!("etag:{e_tag}"),
+                None => format!("modified:{}", meta.last_modified.timestamp_micros()),
+            };
+            hasher.update(b"o");
+            hasher.update(meta.size.to_le_bytes());
+            hasher.update((version.len() as u64).to_le_bytes());
+            hasher.update(version.as_bytes());
+        }
+    }
+    Ok(crate::hash::to_hex(&hasher.finalize()))
+}
+
+/// One entry's name, length-prefixed so names never run into each other.
+fn hash_name(hasher: &mut Sha256, relative: &str) {
+    hasher.update((relative.len() as u64).to_le_bytes());
+    hasher.update(relative.as_bytes());
+}
+
+/// A record file's whole contents, then its length.
+fn hash_contents(hasher: &mut Sha256, mut contents: impl io::Read) -> io::Result<()> {
+    let len = io::copy(&mut contents, hasher)?;
+    hasher.update(b"f");
+    hasher.update(len.to_le_bytes());
+    Ok(())
 }
 
 /// Opens a file the walk saw as regular, refusing it if it was swapped for
@@ -139,6 +188,32 @@ mod tests {
         fs::create_dir(dir.path().join("uploads")).unwrap();
         fs::write(dir.path().join("uploads/u1"), "bytes").unwrap();
         assert_ne!(second, fingerprint(dir.path()).unwrap());
+    }
+
+    #[cfg(feature = "s3")]
+    #[test]
+    fn an_s3_dump_changes_with_its_records_and_its_objects_versions() {
+        use crate::s3::{block_on, S3Dump, S3Location};
+        use object_store::{path::Path as Key, ObjectStoreExt};
+        let store = std::sync::Arc::new(object_store::memory::InMemory::new());
+        let put = |key: &str, bytes: &'static str| {
+            block_on(store.put(&Key::from(key), bytes.into())).unwrap();
+        };
+        let dump = S3Dump::new(store.clone(), S3Location::parse("s3://b/d").unwrap());
+        put("d/batch.json", "{}");
+        put("d/uploads/u1", "bytes");
+        // Another dump beside it is not this dump's.
+        put("d2/batch.json", "{}");
+        let first = fingerprint_s3(&dump).unwrap();
+        assert_eq!(first, fingerprint_s3(&dump).unwrap());
+        put("d2/uploads/u9", "x");
+        assert_eq!(first, fingerprint_s3(&dump).unwrap());
+        // Written again with the same size: a new ETag.
+        put("d/uploads/u1", "BYTES");
+        let second = fingerprint_s3(&dump).unwrap();
+        assert_ne!(first, second);
+        put("d/batch.json", "{ }");
+        assert_ne!(second, fingerprint_s3(&dump).unwrap());
     }
 
     #[cfg(unix)]

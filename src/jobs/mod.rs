@@ -48,6 +48,8 @@ pub mod fingerprint;
 pub mod metrics;
 pub mod reason;
 pub mod recovery;
+#[cfg(feature = "s3")]
+pub mod s3_dumps;
 pub mod store;
 mod worker;
 
@@ -65,6 +67,8 @@ pub use engine::{Jobs, Requested};
 pub use fingerprint::fingerprint;
 pub use metrics::BuildMetrics;
 pub use recovery::Recovery;
+#[cfg(feature = "s3")]
+pub use s3_dumps::{S3DumpBuilder, S3Dumps};
 pub use store::{JobStore, StoreSpec};
 
 use crate::filter::FilterError;
@@ -493,33 +497,48 @@ pub struct BuildJob<'a> {
 pub trait Builder: Send + Sync {
     /// Writes the archive of `job` atomically at `job.output`.
     fn build(&self, job: &BuildJob<'_>) -> Result<(), crate::Error>;
+
+    /// The [`fingerprint()`] of the dump this builder would build from
+    /// at `dump_dir`, taken when a job is requested. Default: the dump
+    /// directory's.
+    fn fingerprint(&self, dump_dir: &Path) -> Result<String, JobError> {
+        fingerprint(dump_dir)
+    }
 }
 
 /// Builds from the dump directory with [`Dump::export_to_path`].
 #[derive(Debug, Clone, Copy, Default)]
 pub struct DumpBuilder;
 
-impl Builder for DumpBuilder {
-    fn build(&self, job: &BuildJob<'_>) -> Result<(), crate::Error> {
-        let dump = Dump::open(job.dump_dir)?;
+impl BuildJob<'_> {
+    /// The export options of the job: its filter, archive options,
+    /// pseudonymisation key, cancel flag and threads.
+    pub fn export_options(&self) -> Result<ExportOptions, crate::Error> {
         let mut options = ExportOptions::new()
-            .filter(job.filter.clone())
-            .cancel_flag(Arc::clone(job.cancel))
-            .tables(job.options.tables)
-            .include_files(job.options.include_files);
-        if job.options.pseudonymise {
+            .filter(self.filter.clone())
+            .cancel_flag(Arc::clone(self.cancel))
+            .tables(self.options.tables)
+            .include_files(self.options.include_files);
+        if self.options.pseudonymise {
             // The engine refuses such jobs without a key; refusing here too
             // keeps a custom engine from shipping real ids by mistake.
-            let key = job.pseudonym_key.ok_or(crate::Error::InvalidOption {
+            let key = self.pseudonym_key.ok_or(crate::Error::InvalidOption {
                 option: "pseudonymise",
                 message: "the service has no pseudonymisation key".to_owned(),
             })?;
             options = options.pseudonymise(key);
         }
-        if let Some(threads) = job.threads {
+        if let Some(threads) = self.threads {
             options = options.threads(threads);
         }
-        dump.export_to_path(job.output, &options)?;
+        Ok(options)
+    }
+}
+
+impl Builder for DumpBuilder {
+    fn build(&self, job: &BuildJob<'_>) -> Result<(), crate::Error> {
+        let dump = Dump::open(job.dump_dir)?;
+        dump.export_to_path(job.output, &job.export_options()?)?;
         Ok(())
     }
 }

@@ -9,14 +9,19 @@
 //! `AWS_SECRET_ACCESS_KEY`, `AWS_REGION` and `AWS_ALLOW_HTTP` with
 //! [`S3Config::from_vars`] and passes it in.
 //!
+//! [`S3Dump`] reads a dump laid out under a prefix: its record files for
+//! the dump reader, its upload bytes as a [`BlobSource`](crate::BlobSource).
+//!
 //! [`S3Objects`] publishes whole objects (multipart uploads completed or
 //! aborted), checks and deletes them, and presigns GET links.
 //!
 //! The client is asynchronous while the engine is not: [`block_on`] runs
 //! one request to completion from any thread, inside a tokio runtime or not.
 
+mod dump;
 mod objects;
 
+pub use dump::S3Dump;
 pub use objects::{part_size_for, PendingUpload, S3Objects, UploadError, MAX_PARTS, MIN_PART_SIZE};
 
 use std::fmt;
@@ -218,10 +223,18 @@ impl S3Config {
     /// (TLS of the HTTP client; the crate also uses ring for SigV4).
     pub fn client(&self, location: &S3Location) -> Result<Arc<AmazonS3>, S3Error> {
         let _ = rustls::crypto::ring::default_provider().install_default();
+        // Streaming a large object can take longer than the default
+        // 30 s request timeout; stalls are still caught per read. (The
+        // client options carry `allow_http` too: set here, not on the
+        // builder, whose options these replace.)
+        let options = ClientOptions::new()
+            .with_allow_http(self.allow_http)
+            .with_timeout_disabled()
+            .with_connect_timeout(Duration::from_secs(10));
         let mut builder = AmazonS3Builder::new()
             .with_bucket_name(&location.bucket)
             .with_region(self.region_or_default())
-            .with_allow_http(self.allow_http);
+            .with_client_options(options);
         if let Some(endpoint) = &self.endpoint {
             builder = builder
                 .with_endpoint(endpoint.trim_end_matches('/'))
@@ -239,11 +252,7 @@ impl S3Config {
                 ..RetryConfig::default()
             });
         }
-        // Streaming a large object can take longer than the default
-        // 30 s request timeout; stalls are still caught per read.
-        let options = ClientOptions::new().with_timeout_disabled();
-        let options = options.with_connect_timeout(Duration::from_secs(10));
-        Ok(Arc::new(builder.with_client_options(options).build()?))
+        Ok(Arc::new(builder.build()?))
     }
 }
 

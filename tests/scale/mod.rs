@@ -7,6 +7,7 @@ mod fencing;
 mod notify;
 mod objects;
 mod processes;
+mod s3_dumps;
 pub mod servers;
 #[macro_use]
 mod store;
