@@ -11,6 +11,7 @@ use batch_export::jobs::{
     BuildJob, Builder, Catalog, DumpBuilder, JobError, Jobs, JobsConfig, ReusePolicy, StoreSpec,
     SystemClock,
 };
+use batch_export::s3::{S3Config, S3Location, S3Objects};
 
 /// The job store, folders and worker settings of `serve` and `worker`.
 #[derive(Debug, clap::Args)]
@@ -28,9 +29,16 @@ pub struct BackendArgs {
     /// [default: sqlite:<state>/jobs.sqlite3].
     #[arg(long, value_name = "STORE")]
     pub store: Option<String>,
-    /// Where archives are kept [default: <state>/exports].
-    #[arg(long, value_name = "DIR")]
-    pub objects: Option<PathBuf>,
+    /// Where archives are kept: a folder, or s3://BUCKET/PREFIX (server
+    /// and credentials from AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID,
+    /// AWS_SECRET_ACCESS_KEY, AWS_REGION, AWS_ALLOW_HTTP)
+    /// [default: <state>/exports].
+    #[arg(long, value_name = "DIR|s3://BUCKET/PREFIX")]
+    pub objects: Option<String>,
+    /// Seconds a failing object-storage request is retried before the
+    /// upload (and its job) fails [default: 180].
+    #[arg(long, value_name = "N")]
+    pub s3_retry_seconds: Option<u64>,
     /// Seconds a worker's lease on a job lasts without renewal; renewed
     /// every third of that while building.
     #[arg(long, default_value_t = 60, value_name = "N")]
@@ -51,6 +59,10 @@ pub struct BackendArgs {
     /// a worker mid-build).
     #[arg(long, hide = true, default_value_t = 0, value_name = "MS")]
     pub test_build_delay_ms: u64,
+    /// Testing only: wait this long after each uploaded part (so a test
+    /// can stop the object store mid-upload).
+    #[arg(long, hide = true, default_value_t = 0, value_name = "MS")]
+    pub test_upload_pause_ms: u64,
 }
 
 impl BackendArgs {
@@ -84,11 +96,7 @@ impl BackendArgs {
             config = config.store(store.parse::<StoreSpec>()?);
         }
         if let Some(objects) = &self.objects {
-            anyhow::ensure!(
-                !objects.to_string_lossy().contains("://"),
-                "--objects takes a folder; object-store URLs are not supported yet"
-            );
-            config = config.objects_dir(objects);
+            config = self.objects(config, objects)?;
         }
         let builder: Arc<dyn Builder> = match self.test_build_delay_ms {
             0 => dumps,
@@ -135,6 +143,24 @@ impl BackendArgs {
             "--data s3://... needs a build with the `s3` feature"
         );
         Ok(None)
+    }
+
+    /// `config` publishing archives to `objects`: a folder or an S3 location.
+    fn objects(&self, config: JobsConfig, objects: &str) -> anyhow::Result<JobsConfig> {
+        if !S3Location::is_s3_url(objects) {
+            anyhow::ensure!(
+                !objects.contains("://"),
+                "--objects takes a folder or s3://BUCKET/PREFIX"
+            );
+            return Ok(config.objects_dir(objects));
+        }
+        let location = S3Location::parse(objects).context("--objects")?;
+        let mut s3 = S3Config::from_vars(|name| std::env::var(name).ok());
+        s3.retry_timeout = self.s3_retry_seconds.map(Duration::from_secs);
+        let store = S3Objects::new(location, &s3)
+            .context("--objects: the S3 client")?
+            .with_part_pause(Duration::from_millis(self.test_upload_pause_ms));
+        Ok(config.objects_s3(store))
     }
 }
 

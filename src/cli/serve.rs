@@ -27,6 +27,10 @@ pub struct ServeArgs {
     /// [default: http://<listen address>].
     #[arg(long, value_name = "URL")]
     public_url: Option<String>,
+    /// How long download links stay valid, in seconds (HMAC links to local
+    /// archives and presigned S3 links alike).
+    #[arg(long, default_value_t = 3600, value_name = "N")]
+    link_seconds: u64,
     /// How many exports this process builds at once (0: none, leaving
     /// builds to `worker` processes on the same store).
     #[arg(long, default_value_t = 1)]
@@ -104,7 +108,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<u8> {
     for fix in jobs.recovered() {
         tracing::warn!(fix = %printable(&fix.to_string()), "state folder repaired");
     }
-    let mut service = Service::new(jobs, catalog, tokens, signer);
+    let mut service = Service::new(jobs, catalog, tokens, signer)
+        .with_link_ttl(std::time::Duration::from_secs(args.link_seconds.max(1)));
     if let Some(url) = args.public_url {
         service = service.with_public_url(url);
     }

@@ -146,25 +146,29 @@ impl Service {
         }
     }
 
-    /// A fresh signed link to a complete job's archive and its expiry.
-    pub(super) fn link(&self, job: &Job) -> (String, String) {
+    /// A fresh link to a complete job's archive and its expiry: presigned
+    /// by the object store when archives are in S3, else signed here.
+    pub(super) fn link(&self, job: &Job) -> Result<(String, String), JobError> {
         let now = self.jobs.clock().now();
         let expires = now.unix_timestamp() + self.link_ttl.as_secs() as i64;
+        let expires_at = OffsetDateTime::from_unix_timestamp(expires)
+            .map(rfc3339)
+            .unwrap_or_default();
+        if let Some(url) = self.jobs.presigned_link(job, self.link_ttl)? {
+            return Ok((url, expires_at));
+        }
         let signature = self.signer.sign(&job.id, expires);
         let base = self.public_url.as_deref().unwrap_or("");
         let path = crate::wire::download_path(&job.id);
         let url = format!("{base}{path}?expires={expires}&signature={signature}");
-        let expires_at = OffsetDateTime::from_unix_timestamp(expires)
-            .map(rfc3339)
-            .unwrap_or_default();
-        (url, expires_at)
+        Ok((url, expires_at))
     }
 
-    fn status_body(&self, job: &Job) -> StatusBody {
+    fn status_body(&self, job: &Job) -> Result<StatusBody, JobError> {
         let state = match job.status {
             JobStatus::Generating => ExportState::Generating,
             JobStatus::Complete => {
-                let (url, expires_at) = self.link(job);
+                let (url, expires_at) = self.link(job)?;
                 ExportState::Complete { url, expires_at }
             }
             // Reasons recorded before paths were kept out of them, too.
@@ -175,11 +179,11 @@ impl Service {
                 ),
             },
         };
-        StatusBody {
+        Ok(StatusBody {
             state,
             export_id: Some(job.id.clone()),
             created_at: Some(rfc3339(job.created_at)),
-        }
+        })
     }
 }
 
@@ -210,7 +214,7 @@ pub(super) async fn request(
             Requested::Ready(_) => StatusCode::OK,
             Requested::Started(_) | Requested::Running(_) => StatusCode::ACCEPTED,
         };
-        let mut response = (status, Json(service.status_body(requested.job()))).into_response();
+        let mut response = (status, Json(service.status_body(requested.job())?)).into_response();
         let logged = super::telemetry::LoggedExport(requested.job().id.clone());
         response.extensions_mut().insert(logged);
         Ok(response)
@@ -258,7 +262,7 @@ pub(super) async fn status(
         let batch = service.authorize(&headers, &batch_id)?;
         no_parameters(pairs)?;
         let job = service.jobs.get(&batch.id, &export_id)?;
-        Ok(Json(service.status_body(&job)).into_response())
+        Ok(Json(service.status_body(&job)?).into_response())
     })
     .await
 }

@@ -10,13 +10,13 @@
 //! processes through the store's notices (PostgreSQL's `LISTEN`/`NOTIFY`),
 //! or on their next poll where the store sends none.
 
-use std::fs;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use super::archives::ArchiveStore;
 use super::reason::redact_paths;
 use super::recovery::{self, Recovery};
 use super::store::{Decision, JobStore, NewRequest, Removal, StoreSpec};
@@ -64,6 +64,8 @@ struct Inner {
 pub(super) struct Shared {
     pub(super) store: Arc<dyn JobStore>,
     pub(super) config: JobsConfig,
+    /// Where archives are built and published.
+    pub(super) archives: ArchiveStore,
     pub(super) builder: Arc<dyn Builder>,
     pub(super) clock: Arc<dyn Clock>,
     pub(super) metrics: BuildMetrics,
@@ -97,8 +99,8 @@ impl Jobs {
         builder: Arc<dyn Builder>,
         clock: Arc<dyn Clock>,
     ) -> Result<Jobs, JobError> {
-        let exports = config.exports_dir();
-        fs::create_dir_all(&exports).map_err(|e| JobError::io(&exports, e))?;
+        let archives = ArchiveStore::new(config.objects_spec(), config.state_dir());
+        archives.prepare()?;
         let spec = config.store_spec();
         let empty_store = match (&config.store, &spec) {
             (None, StoreSpec::Sqlite(path)) if recovery::store_is_empty(path) => Some(path.clone()),
@@ -111,14 +113,18 @@ impl Jobs {
         // Before this process's workers start. Other processes may be
         // building meanwhile: a build in progress is a dot file, and its
         // archive is renamed into place only while its job is still
-        // generating, so neither is taken for an orphan.
-        let recovered = recovery::reconcile(
-            config.state_dir(),
-            &exports,
-            &*store,
-            empty_store,
-            clock.now(),
-        )?;
+        // generating, so neither is taken for an orphan. (Objects in S3
+        // are not reconciled: see docs/deploy.md.)
+        let recovered = match archives.folder() {
+            Some(exports) => recovery::reconcile(
+                config.state_dir(),
+                exports,
+                &*store,
+                empty_store,
+                clock.now(),
+            )?,
+            None => Vec::new(),
+        };
         let owner = format!(
             "{}-{}",
             std::process::id(),
@@ -127,6 +133,7 @@ impl Jobs {
         let shared = Arc::new(Shared {
             store,
             config,
+            archives,
             builder,
             clock,
             metrics: BuildMetrics::default(),
@@ -223,7 +230,7 @@ impl Jobs {
             cap: shared.config.max_jobs_per_batch,
         };
         // An archive removed behind the engine's back is not reusable.
-        let exists = |job: &Job| shared.archive_path(&job.id).is_file();
+        let exists = |job: &Job| shared.archives.exists(&job.id);
         match shared.store.request(&request, &exists)? {
             Decision::Inserted if job.status == JobStatus::Generating => {
                 tracing::info!(
@@ -289,20 +296,27 @@ impl Jobs {
             }),
             Removal::Removed(_) => {
                 // The row goes first: from then on no link to the archive
-                // verifies.
-                let path = self.archive_path(export_id);
-                match fs::remove_file(&path) {
-                    Ok(()) => Ok(()),
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-                    Err(e) => Err(JobError::io(path, e)),
-                }
+                // verifies, and no poll presigns a new one.
+                self.inner.shared.archives.remove(export_id)
             }
         }
     }
 
-    /// Where the archive of `export_id` is kept.
+    /// Where the archive of `export_id` is kept, when archives are in a
+    /// folder (with archives in S3, a path that does not exist).
     pub fn archive_path(&self, export_id: &str) -> PathBuf {
-        self.inner.shared.archive_path(export_id)
+        self.inner.shared.archives.local_path(export_id)
+    }
+
+    /// A presigned GET of a complete job's archive valid for `lifetime`,
+    /// naming its file, when archives are in S3; None when they are in a
+    /// folder (the service signs its own links then).
+    pub fn presigned_link(
+        &self,
+        job: &Job,
+        lifetime: Duration,
+    ) -> Result<Option<String>, JobError> {
+        self.inner.shared.archives.presigned_link(job, lifetime)
     }
 
     /// What [`Jobs::open`] found wrong with the state folder and fixed
@@ -347,18 +361,6 @@ impl Jobs {
 }
 
 impl Shared {
-    pub(super) fn archive_path(&self, export_id: &str) -> PathBuf {
-        self.config.exports_dir().join(format!("{export_id}.zip"))
-    }
-
-    /// Where one attempt builds its archive before publishing it: a dot
-    /// file, which start-up's reconciliation never takes for an archive.
-    pub(super) fn attempt_path(&self, export_id: &str, attempt: u32) -> PathBuf {
-        self.config
-            .exports_dir()
-            .join(format!(".{export_id}.attempt-{attempt}.zip"))
-    }
-
     /// A ticket to compare with after looking for work: see [`Shared::idle`].
     pub(super) fn wake_ticket(&self) -> u64 {
         *lock(&self.wake)

@@ -4,7 +4,9 @@
 //! A job exports one batch with one [`ExportFilter`] and one set of
 //! [`ArchiveOptions`]. It starts
 //! `generating` and ends `complete` (its archive is in the state folder)
-//! or `failed` (with a reason). The engine guarantees:
+//! or `failed` (with a reason). Archives are published to a folder or,
+//! with feature `s3`, to S3-compatible storage (see [`ObjectsSpec`]). The
+//! engine guarantees:
 //!
 //! - at most one generating job per (batch, filter, options): a request
 //!   while one runs returns that job, however many requests arrive at once;
@@ -36,10 +38,13 @@
 //! exports/<id>.zip     the archive of each complete job
 //! exports/.<id>.attempt-<n>.zip  a built archive of attempt n, renamed to
 //!                      <id>.zip when published
+//! staging/.<id>.attempt-<n>.zip  the same, with archives in S3: uploaded,
+//!                      then deleted
 //! orphaned/<id>.zip    archives start-up found without a job (see `recovery`)
 //! signing.key          the download-link secret (see `http::signing`), if the service uses it
 //! ```
 
+mod archives;
 pub mod catalog;
 pub mod clock;
 mod engine;
@@ -61,6 +66,7 @@ use std::time::Duration;
 use time::OffsetDateTime;
 
 pub use crate::wire::{ArchiveOptions, JobStatus};
+pub use archives::ObjectsSpec;
 pub use catalog::{BatchInfo, Catalog};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use engine::{Jobs, Requested};
@@ -89,6 +95,10 @@ pub enum JobError {
     /// The SQLite job store failed.
     #[error("the job store failed")]
     Store(#[from] rusqlite::Error),
+    /// Object storage (S3) failed.
+    #[cfg(feature = "s3")]
+    #[error(transparent)]
+    Objects(#[from] crate::s3::S3Error),
     /// The PostgreSQL job store failed.
     #[cfg(feature = "postgres")]
     #[error("the job store failed")]
@@ -228,7 +238,7 @@ pub struct JobsConfig {
     lease: Duration,
     poll_interval: Duration,
     data_root: Option<PathBuf>,
-    objects_dir: Option<PathBuf>,
+    objects: Option<ObjectsSpec>,
     observer: Option<Arc<Observer>>,
     reuse: ReusePolicy,
     pseudonym_key: Option<PseudonymKey>,
@@ -318,7 +328,7 @@ impl JobsConfig {
             lease: Duration::from_secs(60),
             poll_interval: Duration::from_secs(1),
             data_root: None,
-            objects_dir: None,
+            objects: None,
             observer: None,
             reuse: ReusePolicy::Recent,
             pseudonym_key: None,
@@ -419,7 +429,17 @@ impl JobsConfig {
 
     /// The folder archives are kept in. Default `<state_dir>/exports`.
     pub fn objects_dir(mut self, dir: impl Into<PathBuf>) -> JobsConfig {
-        self.objects_dir = Some(dir.into());
+        self.objects = Some(ObjectsSpec::Folder(dir.into()));
+        self
+    }
+
+    /// Keeps archives in S3-compatible storage instead of a folder: each
+    /// is built in `<state_dir>/staging`, uploaded by a multipart upload
+    /// and published whole when the upload is completed; links to it are
+    /// presigned GETs. Default: the folder of [`JobsConfig::objects_dir`].
+    #[cfg(feature = "s3")]
+    pub fn objects_s3(mut self, objects: crate::s3::S3Objects) -> JobsConfig {
+        self.objects = Some(ObjectsSpec::S3(objects));
         self
     }
 
@@ -442,10 +462,11 @@ impl JobsConfig {
             .unwrap_or_else(|| StoreSpec::Sqlite(self.state_dir.join("jobs.sqlite3")))
     }
 
-    fn exports_dir(&self) -> PathBuf {
-        self.objects_dir
+    /// Where archives are published.
+    pub fn objects_spec(&self) -> ObjectsSpec {
+        self.objects
             .clone()
-            .unwrap_or_else(|| self.state_dir.join("exports"))
+            .unwrap_or_else(|| ObjectsSpec::Folder(self.state_dir.join("exports")))
     }
 
     fn emit(&self, event: &JobEvent<'_>) {

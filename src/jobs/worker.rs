@@ -1,14 +1,17 @@
 //! A worker thread: claim a job under a lease, build it while a heartbeat
 //! renews the lease, publish the archive fenced by that lease.
 //!
-//! Each attempt builds into its own file (`exports/.<id>.attempt-<n>.zip`),
-//! so two workers that both believe they hold a job never write the same
-//! file. The archive reaches `exports/<id>.zip` only inside
-//! [`JobStore::complete`](super::store::JobStore::complete), which runs the
-//! rename while the store holds the job and only when the lease is still
-//! this attempt's; a worker that lost its lease deletes its own file and
-//! leaves the job to the worker that took it over. A lease that can no
-//! longer be renewed also cancels the build at once.
+//! Each attempt builds into its own file (`.<id>.attempt-<n>.zip`), so
+//! two workers that both believe they hold a job never write the same
+//! file. With archives in S3 the file is then uploaded as the parts of a
+//! multipart upload, still under the renewed lease. The archive reaches
+//! `<id>.zip` (the rename, or the upload's completion) only inside
+//! [`JobStore::complete`](super::store::JobStore::complete), which
+//! publishes while the store holds the job and only when the lease is
+//! still this attempt's; a worker that lost its lease deletes its own file
+//! (aborts its upload) and leaves the job to the worker that took it over.
+//! A lease that can no longer be renewed also cancels the build or upload
+//! at once.
 //!
 //! Beside the workers, one thread per process ([`listen`]) waits on the
 //! store's notices and wakes idle workers when another process queues a
@@ -17,13 +20,15 @@
 
 use std::fs;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::archives::{publish_reason, StageError, Staged};
 use super::engine::Shared;
-use super::reason::{failure_reason, redact_paths};
+use super::reason::failure_reason;
 use super::store::{Claim, JobNotices, Lease};
 use super::{BuildJob, Job, JobError, JobEvent};
 use crate::error::display_chain;
@@ -135,14 +140,15 @@ struct Watch {
     lost: AtomicBool,
 }
 
-/// One attempt at a leased job: build, then publish or give up.
+/// One attempt at a leased job: build, stage (upload, for S3), then
+/// publish or give up.
 fn attempt(shared: &Shared, job: &Job, lease: &Lease) -> Result<(), JobError> {
-    let output = shared.attempt_path(&job.id, lease.attempt);
+    let output = shared.archives.build_path(&job.id, lease.attempt);
     let dump_dir = shared.config.resolve_dump_dir(&job.dump_dir);
     let watch = Watch::default();
     let (done, finished) = mpsc::channel::<()>();
     let started = Instant::now();
-    let result = std::thread::scope(|scope| {
+    let (result, staged) = std::thread::scope(|scope| {
         let watching = &watch;
         scope.spawn(move || heartbeat(shared, lease, watching, finished));
         let build = BuildJob {
@@ -156,8 +162,15 @@ fn attempt(shared: &Shared, job: &Job, lease: &Lease) -> Result<(), JobError> {
             threads: shared.config.build_threads,
         };
         let result = catch_unwind(AssertUnwindSafe(|| shared.builder.build(&build)));
+        // Staging (an upload to S3) runs while the lease is still renewed.
+        let staged = match &result {
+            Ok(Ok(())) if !watch.lost.load(Ordering::SeqCst) => {
+                Some(stage(shared, job, &output, &watch.cancel))
+            }
+            _ => None,
+        };
         let _ = done.send(());
-        result
+        (result, staged)
     });
     let took = started.elapsed();
     let now = shared.clock.now();
@@ -166,6 +179,9 @@ fn attempt(shared: &Shared, job: &Job, lease: &Lease) -> Result<(), JobError> {
     };
     if watch.lost.load(Ordering::SeqCst) {
         discard();
+        if let Some(Ok((staged, _))) = staged {
+            staged.discard();
+        }
         tracing::warn!(export_id = %job.id, attempt = lease.attempt, "job lease lost; build dropped");
         shared.config.emit(&JobEvent::LeaseLost {
             export_id: &job.id,
@@ -173,72 +189,34 @@ fn attempt(shared: &Shared, job: &Job, lease: &Lease) -> Result<(), JobError> {
         });
         return Ok(());
     }
-    match result {
-        Ok(Ok(())) => {
-            let size = match fs::metadata(&output) {
-                Ok(meta) => meta.len(),
-                Err(e) => {
-                    shared.store.fail(
-                        lease,
-                        now,
-                        &format!("the archive is missing: {}", e.kind()),
-                    )?;
-                    return Ok(());
-                }
-            };
-            let published = shared.archive_path(&job.id);
-            let mut publish =
-                || fs::rename(&output, &published).map_err(|e| JobError::io(&published, e));
-            match shared.store.complete(lease, now, size, &mut publish) {
-                Ok(true) => {
-                    shared.metrics.completed(took, size);
-                    tracing::info!(
-                        export_id = %job.id,
-                        batch_id = ?job.batch_id,
-                        duration_ms = took.as_millis() as u64,
-                        bytes = size,
-                        "job finished"
-                    );
-                    shared.config.emit(&JobEvent::Completed {
-                        export_id: &job.id,
-                        size,
-                    });
-                }
-                Ok(false) => {
-                    discard();
-                    tracing::warn!(
-                        export_id = %job.id,
-                        attempt = lease.attempt,
-                        "job lease lost; completion refused"
-                    );
-                    shared.config.emit(&JobEvent::LeaseLost {
-                        export_id: &job.id,
-                        attempt: lease.attempt,
-                    });
-                }
-                Err(err) => {
-                    discard();
-                    let reason = format!(
-                        "publishing the archive failed: {}",
-                        redact_paths(&display_chain(&err), None)
-                    );
-                    shared.store.fail(lease, now, &reason)?;
-                    failed(shared, job, took, &reason);
-                    shared.config.emit(&JobEvent::Failed {
-                        export_id: &job.id,
-                        error: &reason,
-                    });
-                }
+    match (result, staged) {
+        (Ok(Ok(())), Some(Ok((staged, size)))) => {
+            let published = publish(shared, job, lease, staged, size, took);
+            // Whatever happened, this attempt's file is renamed or unused.
+            discard();
+            published?;
+        }
+        (Ok(Ok(())), Some(Err(StageError::Failed(reason)))) => {
+            discard();
+            if shared.store.fail(lease, now, &reason)? {
+                failed(shared, job, took, &reason);
+                shared.config.emit(&JobEvent::Failed {
+                    export_id: &job.id,
+                    error: &reason,
+                });
             }
         }
         // Stopped by shutdown: give the lease up so the next worker (of
         // this process after a restart, or of another) takes it at once.
-        Ok(Err(_)) if shared.stopping.load(Ordering::SeqCst) => {
+        (Ok(Err(_)), _) | (Ok(Ok(())), _) if shared.stopping.load(Ordering::SeqCst) => {
             discard();
             shared.store.release(lease)?;
             tracing::info!(export_id = %job.id, "job interrupted by shutdown");
         }
-        Ok(Err(err)) => {
+        // Cancelled without shutdown or a lost lease: cannot happen; the
+        // lease expires and the job is built again.
+        (Ok(Ok(())), _) => discard(),
+        (Ok(Err(err)), _) => {
             discard();
             let reason = failure_reason(&err, &dump_dir);
             if shared.store.fail(lease, now, &reason)? {
@@ -249,7 +227,7 @@ fn attempt(shared: &Shared, job: &Job, lease: &Lease) -> Result<(), JobError> {
                 });
             }
         }
-        Err(_) => {
+        (Err(_), _) => {
             discard();
             let reason = "the build crashed";
             if shared.store.fail(lease, now, reason)? {
@@ -259,6 +237,78 @@ fn attempt(shared: &Shared, job: &Job, lease: &Lease) -> Result<(), JobError> {
                     error: reason,
                 });
             }
+        }
+    }
+    Ok(())
+}
+
+/// Makes a built archive ready to publish, with its size.
+fn stage(
+    shared: &Shared,
+    job: &Job,
+    output: &Path,
+    cancel: &AtomicBool,
+) -> Result<(Staged, u64), StageError> {
+    let size = fs::metadata(output)
+        .map_err(|e| StageError::Failed(format!("the archive is missing: {}", e.kind())))?
+        .len();
+    Ok((shared.archives.stage(&job.id, output, cancel)?, size))
+}
+
+/// Publishes a staged archive inside the store's fenced completion: only
+/// while the lease is still this attempt's, and holding the job.
+fn publish(
+    shared: &Shared,
+    job: &Job,
+    lease: &Lease,
+    staged: Staged,
+    size: u64,
+    took: Duration,
+) -> Result<(), JobError> {
+    let now = shared.clock.now();
+    let mut staged = Some(staged);
+    let completed = {
+        let mut publish = || staged.take().map_or(Ok(()), Staged::publish);
+        shared.store.complete(lease, now, size, &mut publish)
+    };
+    // Refused or failed before publishing: nothing may stay staged.
+    if let Some(staged) = staged.take() {
+        staged.discard();
+    }
+    match completed {
+        Ok(true) => {
+            shared.metrics.completed(took, size);
+            tracing::info!(
+                export_id = %job.id,
+                batch_id = ?job.batch_id,
+                duration_ms = took.as_millis() as u64,
+                bytes = size,
+                "job finished"
+            );
+            shared.config.emit(&JobEvent::Completed {
+                export_id: &job.id,
+                size,
+            });
+        }
+        Ok(false) => {
+            tracing::warn!(
+                export_id = %job.id,
+                attempt = lease.attempt,
+                "job lease lost; completion refused"
+            );
+            shared.config.emit(&JobEvent::LeaseLost {
+                export_id: &job.id,
+                attempt: lease.attempt,
+            });
+        }
+        Err(err) => {
+            let reason = format!("publishing the archive failed: {}", publish_reason(&err));
+            shared.store.fail(lease, now, &reason)?;
+            failed(shared, job, took, &reason);
+            shared.config.emit(&JobEvent::Failed {
+                export_id: &job.id,
+                error: &reason,
+            });
         }
     }
     Ok(())

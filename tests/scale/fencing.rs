@@ -20,7 +20,7 @@ use crate::service::{start_time, Gate, BATCH};
 
 /// A store whose renewals do nothing: the lease runs out as if the worker
 /// had stopped renewing it.
-struct Stalled(Arc<dyn JobStore>);
+pub(super) struct Stalled(pub(super) Arc<dyn JobStore>);
 
 impl JobStore for Stalled {
     fn request(
@@ -87,7 +87,7 @@ fn a_late_completion_after_a_takeover_is_refused_on_postgres() {
 }
 
 /// Polls `done` every 20 ms for up to 30 s.
-fn eventually(what: &str, mut done: impl FnMut() -> bool) {
+pub(super) fn eventually(what: &str, mut done: impl FnMut() -> bool) {
     for _ in 0..1500 {
         if done() {
             return;

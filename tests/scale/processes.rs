@@ -17,15 +17,17 @@ use crate::common;
 use crate::service::{call, BATCH, TOKEN};
 
 /// A child process, killed on drop; its stderr is collected line by line.
-struct Proc {
+pub(super) struct Proc {
     child: Child,
     lines: Arc<Mutex<Vec<String>>>,
 }
 
 impl Proc {
-    fn start(args: &[&str]) -> Proc {
+    /// Starts the binary with `args` and these environment variables.
+    pub(super) fn start_env(args: &[&str], env: &[(String, String)]) -> Proc {
         let mut child = Command::new(env!("CARGO_BIN_EXE_batch-export"))
             .args(args)
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -43,12 +45,12 @@ impl Proc {
     }
 
     /// The first line containing `needle`, waiting up to 30 s for it.
-    fn wait_line(&self, needle: &str) -> String {
+    pub(super) fn wait_line(&self, needle: &str) -> String {
         self.wait_all(&[needle])
     }
 
     /// The first line containing every needle, waiting up to 30 s for it.
-    fn wait_all(&self, needles: &[&str]) -> String {
+    pub(super) fn wait_all(&self, needles: &[&str]) -> String {
         for _ in 0..1500 {
             let found = self
                 .lines
@@ -68,12 +70,12 @@ impl Proc {
         );
     }
 
-    fn has_all(&self, needles: &[&str]) -> bool {
+    pub(super) fn has_all(&self, needles: &[&str]) -> bool {
         let lines = self.lines.lock().unwrap();
         lines.iter().any(|l| needles.iter().all(|n| l.contains(n)))
     }
 
-    fn kill(&mut self) {
+    pub(super) fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -86,24 +88,42 @@ impl Drop for Proc {
 }
 
 /// A data folder with the sample dump, a shared state folder (signing
-/// key, tokens, archives) and a fresh PostgreSQL database.
-struct Deployment {
-    data: tempfile::TempDir,
-    state: tempfile::TempDir,
+/// key, tokens, archives) and a fresh PostgreSQL database; `extra`
+/// arguments and `env` variables go to every process.
+pub(super) struct Deployment {
+    pub(super) data: tempfile::TempDir,
+    pub(super) state: tempfile::TempDir,
     store: String,
+    extra: Vec<String>,
+    env: Vec<(String, String)>,
 }
 
 impl Deployment {
-    fn new() -> Option<Deployment> {
+    pub(super) fn new() -> Option<Deployment> {
         let store = servers::postgres()?.fresh_database();
         let data = tempfile::tempdir().unwrap();
         common::copy_dir(&common::sample_dump(), &data.path().join("sample"));
         let state = tempfile::tempdir().unwrap();
         let tokens = serde_json::json!({"tokens": [
-            {"name": "test", "token": TOKEN, "workspaces": ["ws-ecology"]}
+            {"name": "test", "token": TOKEN, "workspaces": ["ws-ecology", "ws-synth"]}
         ]});
         std::fs::write(state.path().join("tokens.json"), tokens.to_string()).unwrap();
-        Some(Deployment { data, state, store })
+        Some(Deployment {
+            data,
+            state,
+            store,
+            extra: Vec::new(),
+            env: Vec::new(),
+        })
+    }
+
+    /// The same deployment, with `extra` arguments and `env` variables for
+    /// every process.
+    pub(super) fn with(mut self, extra: &[&str], env: &[(&str, &str)]) -> Deployment {
+        self.extra.extend(extra.iter().map(|s| s.to_string()));
+        self.env
+            .extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        self
     }
 
     fn common_args(&self) -> Vec<String> {
@@ -115,14 +135,26 @@ impl Deployment {
             "--store".into(),
             self.store.clone(),
         ]
+        .into_iter()
+        .chain(self.extra.iter().cloned())
+        .collect()
     }
 
     /// An API process (no builds); returns it and its base URL.
-    fn api(&self) -> (Proc, String) {
+    pub(super) fn api(&self) -> (Proc, String) {
+        self.api_with(&[])
+    }
+
+    /// An API process with `extra` arguments.
+    pub(super) fn api_with(&self, extra: &[&str]) -> (Proc, String) {
         let mut args = vec!["serve".to_owned()];
         args.extend(self.common_args());
         args.extend(["--workers", "0", "--listen", "127.0.0.1:0"].map(String::from));
-        let proc = Proc::start(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let proc = Proc::start_env(
+            &args.iter().map(String::as_str).collect::<Vec<_>>(),
+            &self.env,
+        );
         let line = proc.wait_line("serving http://");
         let base = line
             .split_whitespace()
@@ -133,12 +165,15 @@ impl Deployment {
         (proc, base)
     }
 
-    fn worker(&self, extra: &[&str]) -> Proc {
+    pub(super) fn worker(&self, extra: &[&str]) -> Proc {
         let mut args = vec!["worker".to_owned()];
         args.extend(self.common_args());
         args.extend(["--lease-seconds", "2", "--poll-ms", "100"].map(String::from));
         args.extend(extra.iter().map(|s| s.to_string()));
-        let proc = Proc::start(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        let proc = Proc::start_env(
+            &args.iter().map(String::as_str).collect::<Vec<_>>(),
+            &self.env,
+        );
         proc.wait_line("worker building exports");
         proc
     }
@@ -148,7 +183,7 @@ impl Deployment {
     }
 
     /// The archive `build` makes of the same dump.
-    fn reference(&self) -> Vec<u8> {
+    pub(super) fn reference(&self) -> Vec<u8> {
         let out = self.state.path().join("reference.zip");
         common::build(
             &self.data.path().join("sample"),
@@ -160,12 +195,12 @@ impl Deployment {
     }
 }
 
-fn export_url(base: &str) -> String {
+pub(super) fn export_url(base: &str) -> String {
     format!("{base}/api/v1/data-collection/batches/{BATCH}/export")
 }
 
 /// Polls a job through one API until it is no longer generating.
-fn wait_done(base: &str, export_id: &str) -> Value {
+pub(super) fn wait_done(base: &str, export_id: &str) -> Value {
     for _ in 0..600 {
         let answer = call(
             "GET",

@@ -244,6 +244,15 @@ fn start_seaweed() -> Option<Seaweed> {
         .tempdir()
         .unwrap()
         .keep();
+    let ports = [free_port(), free_port(), free_port(), free_port()];
+    let pid = spawn_weed(&weed, &dir, ports);
+    let endpoint = format!("http://127.0.0.1:{}", ports[3]);
+    Some(Seaweed { endpoint, pid })
+}
+
+/// Starts `weed server` in `dir` on (master, volume, filer, S3) `ports`
+/// with the test identity, and returns once it serves signed requests.
+fn spawn_weed(weed: &Path, dir: &Path, ports: [u16; 4]) -> u32 {
     let config = serde_json::json!({
         "identities": [{
             "name": "tests",
@@ -252,8 +261,12 @@ fn start_seaweed() -> Option<Seaweed> {
         }]
     });
     std::fs::write(dir.join("s3.json"), config.to_string()).unwrap();
-    let (master, volume, filer, s3) = (free_port(), free_port(), free_port(), free_port());
-    let log = std::fs::File::create(dir.join("weed.log")).unwrap();
+    let [master, volume, filer, s3] = ports;
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("weed.log"))
+        .unwrap();
     let child = Command::new(weed)
         .arg("server")
         .arg(format!("-dir={}", dir.display()))
@@ -278,7 +291,7 @@ fn start_seaweed() -> Option<Seaweed> {
         .spawn()
         .unwrap();
     let pid = child.id();
-    register(child, dir.clone());
+    register(child, dir.to_path_buf());
     wait_for_port(
         s3,
         "SeaweedFS S3",
@@ -299,7 +312,62 @@ fn start_seaweed() -> Option<Seaweed> {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
-    Some(Seaweed { endpoint, pid })
+    pid
+}
+
+/// A SeaweedFS server of one test, which it may stop (SIGKILL by PID)
+/// and start again on the same ports and folder.
+pub struct PrivateSeaweed {
+    /// `http://127.0.0.1:<port>` of its S3 API.
+    pub endpoint: String,
+    weed: PathBuf,
+    dir: PathBuf,
+    ports: [u16; 4],
+    pid: Option<u32>,
+}
+
+impl PrivateSeaweed {
+    /// Starts one; None (skip) when SeaweedFS is not installed outside CI.
+    pub fn start() -> Option<PrivateSeaweed> {
+        let Some(weed) = weed_bin() else {
+            return missing("SeaweedFS (.venv/bin/weed)");
+        };
+        let dir = tempfile::Builder::new()
+            .prefix("batch-export-weed-")
+            .tempdir()
+            .unwrap()
+            .keep();
+        let ports = [free_port(), free_port(), free_port(), free_port()];
+        let pid = spawn_weed(&weed, &dir, ports);
+        Some(PrivateSeaweed {
+            endpoint: format!("http://127.0.0.1:{}", ports[3]),
+            weed,
+            dir,
+            ports,
+            pid: Some(pid),
+        })
+    }
+
+    /// Kills the server (SIGKILL) and waits until it is gone.
+    pub fn stop(&mut self) {
+        if let Some(pid) = self.pid.take() {
+            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+            let mut status = 0;
+            unsafe { libc::waitpid(pid as i32, &mut status, 0) };
+        }
+    }
+
+    /// Starts the server again on its folder and ports.
+    pub fn resume(&mut self) {
+        assert!(self.pid.is_none(), "stop it first");
+        self.pid = Some(spawn_weed(&self.weed, &self.dir, self.ports));
+    }
+}
+
+impl Drop for PrivateSeaweed {
+    fn drop(&mut self) {
+        self.stop();
+    }
 }
 
 /// curl against the test S3 API: (HTTP status, body). `signed` adds SigV4.
