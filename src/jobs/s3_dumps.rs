@@ -12,7 +12,7 @@
 //! every process finds it under its own `--data`. [`S3DumpBuilder`] builds
 //! straight from the bucket ([`S3Dump`]: records read and upload bytes
 //! streamed, no local copy), and its fingerprint is
-//! [`fingerprint_s3`](super::fingerprint::fingerprint_s3): the record
+//! [`fingerprint_s3`]: the record
 //! files' contents and the uploads' size and ETag.
 
 use std::io;
