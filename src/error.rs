@@ -182,6 +182,11 @@ impl Problems {
         self.total += uncounted;
     }
 
+    /// Counts `more` problems found but not listed (past the cap).
+    pub(crate) fn count_unlisted(&mut self, more: usize) {
+        self.total += more;
+    }
+
     /// The problems kept, in the order found.
     pub fn list(&self) -> &[Problem] {
         &self.list

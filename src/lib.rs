@@ -16,6 +16,7 @@
 //! - `export`: [`export`] and [`export_to_path`], the checks then the writer
 //! - `validate`: checks across records (unique ids, references, agreement)
 //! - `pivot`: records to the two views: exclusion, grouping, ordering, counts
+//! - `spill`: builds past the memory budget: sorted runs of the responses on disk, merged into the views
 //! - [`pseudonym`]: pseudonymous participant ids (HMAC-SHA256 under the operator's key)
 //! - `archive::tables`: `responses.csv` and `codebook.csv`
 //! - [`naming`]: safe upload names and de-duplication
@@ -80,7 +81,9 @@
 //! ```
 //!
 //! A dump directory is read with [`Dump::open`] and exported with
-//! [`Dump::export_to_path`], which is what the `batch-export build` command does.
+//! [`Dump::export_to_path`]; [`Dump::build`] does both within
+//! [`ExportOptions::memory_budget`], spilling sorted runs to disk for a dump
+//! too big for it, which is what the `batch-export build` command does.
 
 #![deny(missing_docs)]
 
@@ -109,6 +112,7 @@ mod pivot;
 pub mod pseudonym;
 #[cfg(feature = "s3")]
 pub mod s3;
+mod spill;
 pub mod synth;
 pub mod timestamp;
 mod validate;

@@ -1,6 +1,7 @@
 //! Options of an export: a builder that freezes into the private
 //! configuration the worker reads.
 
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -54,6 +55,9 @@ pub struct ExportOptions {
     include_files: Option<bool>,
     /// The pseudonymisation key; never printed.
     pseudonym_key: Option<Arc<[u8]>>,
+    /// `None` is the default, [`DEFAULT_MEMORY_BUDGET`].
+    memory_budget: Option<u64>,
+    temp_dir: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for ExportOptions {
@@ -67,12 +71,46 @@ impl std::fmt::Debug for ExportOptions {
             .field("include_files", &self.include_files.unwrap_or(true))
             // Only whether there is a key: the key itself never reaches a log.
             .field("pseudonymise", &self.pseudonym_key.is_some())
+            .field("memory_budget", &self.memory_budget_bytes())
+            .field("temp_dir", &self.temp_dir)
             .finish_non_exhaustive()
     }
 }
 
 /// The deflate level used when none is set: see BENCHMARKS.md for why.
 pub const DEFAULT_LEVEL: u32 = 1;
+
+/// The memory budget used when none is set: 1 GiB, under which ordinary
+/// batches (up to about 1.5 million responses) are built in memory.
+pub const DEFAULT_MEMORY_BUDGET: u64 = 1 << 30;
+
+/// The smallest memory budget accepted: below it the fixed costs of a
+/// build (read blocks, merge buffers, a window of lines) alone exceed it.
+pub const MIN_MEMORY_BUDGET: u64 = 16 << 20;
+
+/// Parses a memory size as the command line and the service take it: a
+/// whole number of bytes, or one with a binary suffix `K`, `M`, `G` or `T`
+/// (`400M` is 400 MiB, `2G` is 2 GiB; `KiB`/`MB`-style spellings and a
+/// lowercase letter are accepted too). `None` for anything else.
+pub fn parse_memory_size(text: &str) -> Option<u64> {
+    let text = text.trim();
+    let digits = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(digits);
+    let number: u64 = number.parse().ok()?;
+    let unit = unit.trim().to_ascii_uppercase();
+    let unit = unit.trim_end_matches('B').trim_end_matches('I');
+    let shift = match unit {
+        "" => 0,
+        "K" => 10,
+        "M" => 20,
+        "G" => 30,
+        "T" => 40,
+        _ => return None,
+    };
+    number.checked_mul(1u64 << shift)
+}
 
 impl ExportOptions {
     /// Default options.
@@ -146,6 +184,32 @@ impl ExportOptions {
         self
     }
 
+    /// The most memory the build may use for the records of a dump it
+    /// reads, in bytes; at least [`MIN_MEMORY_BUDGET`]. A dump whose
+    /// records would not fit is built by spilling sorted runs of its
+    /// responses to temporary files (see [`ExportOptions::temp_dir`]) and
+    /// merging them while the views are written, with the same archive
+    /// bytes. Records handed over in memory ([`crate::export`]) are already
+    /// in memory and are not affected. Default: [`DEFAULT_MEMORY_BUDGET`].
+    pub fn memory_budget(mut self, bytes: u64) -> ExportOptions {
+        self.memory_budget = Some(bytes);
+        self
+    }
+
+    /// Where a build past its memory budget writes its temporary runs; they
+    /// are removed when the build ends, whether it succeeds, fails or is
+    /// cancelled. Default: the directory of the output archive (for a
+    /// build to a path), so the runs sit on the disk the archive goes to.
+    pub fn temp_dir(mut self, dir: impl Into<PathBuf>) -> ExportOptions {
+        self.temp_dir = Some(dir.into());
+        self
+    }
+
+    /// The memory budget in bytes: the one set, or [`DEFAULT_MEMORY_BUDGET`].
+    pub fn memory_budget_bytes(&self) -> u64 {
+        self.memory_budget.unwrap_or(DEFAULT_MEMORY_BUDGET)
+    }
+
     /// True when [`ExportOptions::tables`] is set.
     pub fn has_tables(&self) -> bool {
         self.tables
@@ -197,7 +261,19 @@ impl ExportOptions {
                 message: "the key is empty".to_owned(),
             });
         }
+        let memory_budget = self.memory_budget_bytes();
+        if memory_budget < MIN_MEMORY_BUDGET {
+            return Err(Error::InvalidOption {
+                option: "memory_budget",
+                message: format!(
+                    "{memory_budget} bytes is below the smallest budget, {} MiB",
+                    MIN_MEMORY_BUDGET >> 20
+                ),
+            });
+        }
         Ok(Config {
+            memory_budget,
+            temp_dir: self.temp_dir.clone(),
             tables: self.tables,
             include_files: self.includes_files(),
             pseudonymiser: self.pseudonym_key.as_deref().map(Pseudonymiser::new),
@@ -213,6 +289,10 @@ impl ExportOptions {
 
 /// The frozen options the build reads.
 pub(crate) struct Config {
+    /// Bytes the records of a dump may take before the build spills.
+    pub(crate) memory_budget: u64,
+    /// Where spilled runs go; `None`: beside the output.
+    pub(crate) temp_dir: Option<PathBuf>,
     pub(crate) tables: bool,
     pub(crate) include_files: bool,
     pub(crate) pseudonymiser: Option<Pseudonymiser>,
@@ -242,10 +322,21 @@ impl Config {
     /// The archive's `generated_at` as written, and as an instant for the
     /// entry times: the one set, or the latest time in the records.
     pub(crate) fn generated_at_for(&self, records: &Records) -> (String, OffsetDateTime) {
+        self.generated_at_with(records, None)
+    }
+
+    /// [`Config::generated_at_for`] when some responses are not in
+    /// `records` (a build past its memory budget streams them) and
+    /// `streamed` is the latest time they name.
+    pub(crate) fn generated_at_with(
+        &self,
+        records: &Records,
+        streamed: Option<OffsetDateTime>,
+    ) -> (String, OffsetDateTime) {
         if let Some((text, time)) = &self.generated_at {
             return (text.clone(), *time);
         }
-        match latest_instant(records) {
+        match latest_instant(records).max(streamed) {
             Some(time) => (utc_rfc3339(time), time),
             None => (
                 EPOCH_1980.to_owned(),

@@ -8,13 +8,14 @@
 
 use std::cmp::Ordering;
 use std::ops::Range;
+use std::sync::Arc;
 
 use rayon::prelude::*;
 
 use crate::hash::HashMap;
 use crate::model::file_keys::FileKeys;
 use crate::model::{
-    Instruction, InstructionType, RawJson, Records, Response, Submission, Task, Upload,
+    Id, Instruction, InstructionType, RawJson, Records, Response, Submission, Task, Upload,
 };
 use crate::naming::{safe_file_name, safe_prefix, NameRegistry};
 use crate::options::Config;
@@ -89,6 +90,34 @@ impl CreatedKey {
 }
 
 impl Exported<'_> {
+    /// The by-submission sort key as bytes whose byte order is the view's
+    /// order (submission, task, instruction, `created_at`, id): what the
+    /// spilled runs of a build past its memory budget are sorted by.
+    pub(crate) fn by_submission_key(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.submission_rank.to_be_bytes());
+        out.extend_from_slice(&self.task.to_be_bytes());
+        self.within_task_key(out);
+    }
+
+    /// The by-task sort key as bytes (task, submission, then as above).
+    pub(crate) fn by_task_key(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.task.to_be_bytes());
+        out.extend_from_slice(&self.submission_rank.to_be_bytes());
+        self.within_task_key(out);
+    }
+
+    /// [`Exported::within_task`] as bytes: big-endian integers, the sign
+    /// bit of the seconds flipped so negative instants sort first, and the
+    /// id last, so a shorter id that is a prefix of a longer one sorts
+    /// first, as `str` comparison does.
+    fn within_task_key(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.instruction.to_be_bytes());
+        let seconds = (self.created.seconds as u64) ^ (1 << 63);
+        out.extend_from_slice(&seconds.to_be_bytes());
+        out.extend_from_slice(&self.created.nanos.to_be_bytes());
+        out.extend_from_slice(self.response.id.as_bytes());
+    }
+
     /// Position of the response in the records.
     pub(crate) fn index(&self) -> usize {
         self.index as usize
@@ -131,8 +160,9 @@ pub(crate) struct Pivot<'r> {
     pub(crate) by_task: Vec<Exported<'r>>,
     /// One range of `by_task` per task.
     pub(crate) task_groups: Vec<Range<usize>>,
-    /// Entry name of every exported upload, by `file_key`.
-    pub(crate) paths: HashMap<&'r str, String>,
+    /// Entry name of every exported upload, by `file_key`; shared by the
+    /// windows of a spilled build.
+    pub(crate) paths: Arc<HashMap<&'r str, String>>,
     /// Exported uploads, sorted by entry name.
     pub(crate) files: Vec<FileEntry<'r>>,
     /// The file keys of every response's answer items.
@@ -141,7 +171,7 @@ pub(crate) struct Pivot<'r> {
     pub(crate) tasks: &'r [Task],
     /// The pseudonym of each submission's participant, by submission rank;
     /// empty when the export is not pseudonymised.
-    pseudonyms: Vec<String>,
+    pseudonyms: Arc<[String]>,
     /// Rewrites pass-through `participant_id`s, when pseudonymising.
     pub(crate) pseudonymiser: Option<Pseudonymiser>,
     /// False when the archive leaves the uploads out (`"path": null`).
@@ -170,57 +200,105 @@ impl<'r> Pivot<'r> {
     }
 }
 
+/// The records' ids resolved to what the views order by: instruction and
+/// task positions, and each submission's rank in `submission_id` order.
+pub(crate) struct Lookup<'r> {
+    instructions: HashMap<&'r str, u32>,
+    tasks: HashMap<&'r str, u32>,
+    submissions: HashMap<&'r str, (u32, &'r Submission)>,
+    /// Submissions in `submission_id` order.
+    ranked: Vec<&'r Submission>,
+}
+
+impl<'r> Lookup<'r> {
+    /// Resolves the ids of everything but the responses (which are not
+    /// read: a spilled build has none in memory).
+    pub(crate) fn new(records: &'r Records) -> Lookup<'r> {
+        let instructions = records
+            .instructions
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (r.id.as_str(), i as u32))
+            .collect();
+        let tasks = records
+            .tasks
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.id.as_str(), i as u32))
+            .collect();
+        let mut ranked: Vec<&Submission> = records.submissions.iter().collect();
+        ranked.par_sort_unstable_by(|a, b| a.id.cmp(&b.id));
+        let submissions = ranked
+            .iter()
+            .enumerate()
+            .map(|(rank, s)| (s.id.as_str(), (rank as u32, *s)))
+            .collect();
+        Lookup {
+            instructions,
+            tasks,
+            submissions,
+            ranked,
+        }
+    }
+
+    /// Submissions, by rank.
+    pub(crate) fn submission_count(&self) -> usize {
+        self.ranked.len()
+    }
+
+    /// The pseudonym of each submission's participant by rank, when
+    /// pseudonymising.
+    pub(crate) fn pseudonyms(&self, config: &Config) -> Arc<[String]> {
+        match &config.pseudonymiser {
+            Some(p) => self
+                .ranked
+                .par_iter()
+                .map(|s| p.pseudonym(&s.participant_id))
+                .collect::<Vec<_>>()
+                .into(),
+            None => Arc::from(Vec::new()),
+        }
+    }
+
+    /// The response at `index` with its ordering, when its references
+    /// resolve and it matches the filter (`no_submission` ones included).
+    pub(crate) fn in_scope<'a>(
+        &self,
+        index: usize,
+        response: &'a Response,
+        config: &Config,
+    ) -> Option<Exported<'a>>
+    where
+        'r: 'a,
+    {
+        let &(submission_rank, submission) =
+            self.submissions.get(response.submission_id.as_str())?;
+        let exported = Exported {
+            response,
+            submission,
+            index: index as u32,
+            task: *self.tasks.get(response.task_id.as_str())?,
+            instruction: *self.instructions.get(response.instruction_id.as_str())?,
+            submission_rank,
+            created: CreatedKey::new(instant(response.created_at.as_ref())),
+        };
+        matches_filter(&exported, config).then_some(exported)
+    }
+}
+
 /// Builds the views. The records must have passed `validate::check_records`.
 pub(crate) fn pivot<'r>(
     records: &'r Records,
     file_keys: &'r FileKeys,
     config: &Config,
 ) -> Pivot<'r> {
-    let instructions: HashMap<&str, u32> = records
-        .instructions
-        .iter()
-        .enumerate()
-        .map(|(i, r)| (r.id.as_str(), i as u32))
-        .collect();
-    let tasks: HashMap<&str, u32> = records
-        .tasks
-        .iter()
-        .enumerate()
-        .map(|(i, t)| (t.id.as_str(), i as u32))
-        .collect();
-    let mut ranked: Vec<&Submission> = records.submissions.iter().collect();
-    ranked.par_sort_unstable_by(|a, b| a.id.cmp(&b.id));
-    let pseudonyms: Vec<String> = match &config.pseudonymiser {
-        Some(p) => ranked
-            .par_iter()
-            .map(|s| p.pseudonym(&s.participant_id))
-            .collect(),
-        None => Vec::new(),
-    };
-    let submissions: HashMap<&str, (u32, &Submission)> = ranked
-        .iter()
-        .enumerate()
-        .map(|(rank, s)| (s.id.as_str(), (rank as u32, *s)))
-        .collect();
-
+    let lookup = Lookup::new(records);
+    let pseudonyms = lookup.pseudonyms(config);
     let in_scope: Vec<Exported<'r>> = records
         .responses
         .par_iter()
         .enumerate()
-        .filter_map(|(index, response)| {
-            let &(submission_rank, submission) =
-                submissions.get(response.submission_id.as_str())?;
-            let exported = Exported {
-                response,
-                submission,
-                index: index as u32,
-                task: *tasks.get(response.task_id.as_str())?,
-                instruction: *instructions.get(response.instruction_id.as_str())?,
-                submission_rank,
-                created: CreatedKey::new(instant(response.created_at.as_ref())),
-            };
-            matches_filter(&exported, config).then_some(exported)
-        })
+        .filter_map(|(index, response)| lookup.in_scope(index, response, config))
         .collect();
     // Counted and dropped in place: a second list of a million entries
     // only to count them would double the pivot's memory.
@@ -239,23 +317,15 @@ pub(crate) fn pivot<'r>(
     });
     let by_task = by_task_order(&by_submission, records.tasks.len());
 
-    let submission_groups = runs(&by_submission, |a, b| {
-        a.response.submission_id == b.response.submission_id
-    })
-    .into_iter()
-    .map(|range| {
-        let tasks = runs(&by_submission[range.clone()], |a, b| a.task == b.task)
-            .into_iter()
-            .map(|r| r.start + range.start..r.end + range.start)
-            .collect();
-        (range, tasks)
-    })
-    .collect::<Vec<_>>();
-    let task_groups = runs(&by_task, |a, b| a.task == b.task);
+    let (submission_groups, task_groups) = groups_of(&by_submission, &by_task);
 
     // Without files nothing is named: no upload is looked at at all.
     let (paths, files) = if config.include_files {
-        name_files(records, file_keys, &by_submission)
+        // Naming follows view order, which decides how clashes are numbered.
+        let keys = by_submission
+            .iter()
+            .flat_map(|e| file_keys.of(e.index()).iter().flatten());
+        name_files(records, keys)
     } else {
         (HashMap::default(), Vec::new())
     };
@@ -282,7 +352,7 @@ pub(crate) fn pivot<'r>(
         submission_groups,
         by_task,
         task_groups,
-        paths,
+        paths: Arc::new(paths),
         files,
         file_keys,
         counts,
@@ -312,12 +382,90 @@ pub(crate) fn choice_options(instruction: &Instruction) -> Vec<RawJson> {
 
 /// Rows of `codebook.csv` (header excluded): one per instruction, one per
 /// option of a choice instruction.
-fn codebook_rows(records: &Records) -> u64 {
+pub(crate) fn codebook_rows(records: &Records) -> u64 {
     records
         .instructions
         .iter()
         .map(|i| 1 + choice_options(i).len() as u64)
         .sum()
+}
+
+/// The groups of both views: submissions (each split per task) in the
+/// by-submission order, tasks in the by-task one.
+#[allow(clippy::type_complexity)]
+fn groups_of(
+    by_submission: &[Exported<'_>],
+    by_task: &[Exported<'_>],
+) -> (Vec<(Range<usize>, Vec<Range<usize>>)>, Vec<Range<usize>>) {
+    let submission_groups = runs(by_submission, |a, b| a.submission_rank == b.submission_rank)
+        .into_iter()
+        .map(|range| {
+            let tasks = runs(&by_submission[range.clone()], |a, b| a.task == b.task)
+                .into_iter()
+                .map(|r| r.start + range.start..r.end + range.start)
+                .collect();
+            (range, tasks)
+        })
+        .collect::<Vec<_>>();
+    (submission_groups, runs(by_task, |a, b| a.task == b.task))
+}
+
+impl<'r> Pivot<'r> {
+    /// The pivot of a build past its memory budget, before any response is
+    /// in memory: its counts, names and files, with empty views that
+    /// [`Pivot::window`] fills a window at a time.
+    pub(crate) fn spilled(
+        records: &'r Records,
+        file_keys: &'r FileKeys,
+        config: &Config,
+        pseudonyms: Arc<[String]>,
+        (paths, files): (HashMap<&'r str, String>, Vec<FileEntry<'r>>),
+        counts: ExportCounts,
+    ) -> Pivot<'r> {
+        Pivot {
+            by_submission: Vec::new(),
+            submission_groups: Vec::new(),
+            by_task: Vec::new(),
+            task_groups: Vec::new(),
+            paths: Arc::new(paths),
+            files,
+            file_keys,
+            counts,
+            tasks: &records.tasks,
+            pseudonyms,
+            pseudonymiser: config.pseudonymiser.clone(),
+            include_files: config.include_files,
+            tables: config.tables,
+        }
+    }
+
+    /// A pivot over one window of responses merged from spilled runs,
+    /// already in view order (`by_submission` or `by_task`, the other
+    /// left empty): what the line writers of that view read. Names,
+    /// pseudonyms and counts are shared with `self`.
+    pub(crate) fn window<'w>(
+        &'w self,
+        by_submission: Vec<Exported<'w>>,
+        by_task: Vec<Exported<'w>>,
+        file_keys: &'w FileKeys,
+    ) -> Pivot<'w> {
+        let (submission_groups, task_groups) = groups_of(&by_submission, &by_task);
+        Pivot {
+            by_submission,
+            submission_groups,
+            by_task,
+            task_groups,
+            paths: Arc::clone(&self.paths),
+            files: Vec::new(),
+            file_keys,
+            counts: self.counts,
+            tasks: self.tasks,
+            pseudonyms: Arc::clone(&self.pseudonyms),
+            pseudonymiser: self.pseudonymiser.clone(),
+            include_files: self.include_files,
+            tables: self.tables,
+        }
+    }
 }
 
 fn matches_filter(exported: &Exported<'_>, config: &Config) -> bool {
@@ -380,13 +528,13 @@ fn runs<T>(items: &[T], same: impl Fn(&T, &T) -> bool) -> Vec<Range<usize>> {
     ranges
 }
 
-/// Names every upload an exported response refers to, in the order the
+/// Names every upload the `keys` name, in their order: the order the
 /// by-submission view meets them (submission, task, instruction, answer
-/// position), so clashes are numbered in that order.
-fn name_files<'r>(
+/// position), so clashes are numbered in that order. A key met again, or
+/// with no upload record, is skipped.
+pub(crate) fn name_files<'r, 'k>(
     records: &'r Records,
-    file_keys: &FileKeys,
-    by_submission: &[Exported<'r>],
+    keys: impl Iterator<Item = &'k Id>,
 ) -> (HashMap<&'r str, String>, Vec<FileEntry<'r>>) {
     let uploads: HashMap<&str, usize> = records
         .uploads
@@ -397,10 +545,6 @@ fn name_files<'r>(
     let mut registry = NameRegistry::new();
     let mut paths: HashMap<&'r str, String> = HashMap::default();
     let mut files = Vec::new();
-    // Naming follows view order, which decides how clashes are numbered.
-    let keys = by_submission
-        .iter()
-        .flat_map(|e| file_keys.of(e.index()).iter().flatten());
     for key in keys {
         let Some(&index) = uploads.get(key.as_str()) else {
             continue;

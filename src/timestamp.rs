@@ -43,7 +43,7 @@ pub(crate) fn latest_instant(records: &Records) -> Option<OffsetDateTime> {
     let responses = records
         .responses
         .par_iter()
-        .filter_map(|r| latest_of(r.created_at.iter().chain(named(&r.extra))))
+        .filter_map(latest_of_response)
         .max();
     let batch = latest_of(NAMES.iter().filter_map(|n| records.batch.fields.get(n)));
     let instructions = records
@@ -70,6 +70,11 @@ pub(crate) fn latest_instant(records: &Records) -> Option<OffsetDateTime> {
         .chain(submissions)
         .chain(uploads)
         .max()
+}
+
+/// The latest instant one response names, `None` when it names none.
+pub(crate) fn latest_of_response(response: &crate::model::Response) -> Option<OffsetDateTime> {
+    latest_of(response.created_at.iter().chain(named(&response.extra)))
 }
 
 /// An instant as RFC 3339 in UTC.

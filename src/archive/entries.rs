@@ -133,18 +133,32 @@ pub(crate) fn responses_by_task(pivot: &Pivot<'_>) -> Vec<u8> {
 /// Line `group` of `responses-by-task.jsonl`, appended to `line`.
 pub(crate) fn task_line(pivot: &Pivot<'_>, group: usize, line: &mut Vec<u8>) {
     let range = &pivot.task_groups[group];
-    let task = &pivot.tasks[pivot.by_task[range.start].task()];
-    let mut object = ObjectWriter::new(line, pivot);
+    let (head, tail) = task_line_ends(pivot, pivot.by_task[range.start].task());
+    line.extend_from_slice(&head);
+    write_responses(line, &pivot.by_task[range.clone()], pivot);
+    line.extend_from_slice(&tail);
+}
+
+/// The line of task `task` (its index in the records) around its
+/// responses: up to the `[` that opens them, and from the `]` that closes
+/// them. A build past its memory budget writes a task's responses between
+/// the two a window at a time.
+pub(crate) fn task_line_ends(pivot: &Pivot<'_>, task: usize) -> (Vec<u8>, Vec<u8>) {
+    let task = &pivot.tasks[task];
+    let mut line = Vec::new();
+    let mut object = ObjectWriter::new(&mut line, pivot);
     object.string("task_id", &task.id);
     object.optional("group_id", task.group_id.as_ref());
     object.optional("datapoint", task.datapoint.as_ref());
     object.optional("metadata", task.metadata.as_ref());
     object.key("responses");
     object.out.push(b'[');
-    write_responses(object.out, &pivot.by_task[range.clone()], pivot);
+    let responses_at = object.out.len();
     object.out.push(b']');
     object.close(&task.extra);
     line.push(b'\n');
+    let tail = line.split_off(responses_at);
+    (line, tail)
 }
 
 /// Responses of one task line serialised per parallel piece above this
@@ -153,7 +167,7 @@ pub(crate) fn task_line(pivot: &Pivot<'_>, group: usize, line: &mut Vec<u8>) {
 const PARALLEL_RESPONSES: usize = 4096;
 
 /// The comma-separated responses of a by-task line, in order.
-fn write_responses(out: &mut Vec<u8>, responses: &[Exported<'_>], pivot: &Pivot<'_>) {
+pub(crate) fn write_responses(out: &mut Vec<u8>, responses: &[Exported<'_>], pivot: &Pivot<'_>) {
     let write = |out: &mut Vec<u8>, part: &[Exported<'_>]| {
         for (r, exported) in part.iter().enumerate() {
             if r > 0 {

@@ -129,26 +129,85 @@ fn write_in_pool(
     cx: &Context<'_>,
 ) -> Result<ExportSummary, Error> {
     let pivot = pivot(records, file_keys, cx.config);
+    write_pivoted(
+        records,
+        &pivot,
+        &mut InMemory { pivot: &pivot },
+        None,
+        out,
+        cx,
+    )
+}
+
+/// Where the views' lines come from: the pivot in memory, or (in a build
+/// past its memory budget) runs merged from disk.
+pub(crate) trait Views {
+    /// About the size of `view` in bytes, for progress reports.
+    fn estimate(&self, view: View) -> u64;
+
+    /// Writes `view` as the entry `name`; returns its size.
+    fn write(
+        &mut self,
+        zip: &mut ZipWriter<&mut dyn WriteSeek>,
+        name: &'static str,
+        view: View,
+        config: &Config,
+    ) -> Result<u64, Error>;
+}
+
+/// The views of a pivot in memory.
+struct InMemory<'p, 'r> {
+    pivot: &'p Pivot<'r>,
+}
+
+impl Views for InMemory<'_, '_> {
+    fn estimate(&self, view: View) -> u64 {
+        text::view_estimate(view, self.pivot)
+    }
+
+    fn write(
+        &mut self,
+        zip: &mut ZipWriter<&mut dyn WriteSeek>,
+        name: &'static str,
+        view: View,
+        config: &Config,
+    ) -> Result<u64, Error> {
+        // Streamed when a bound of the view's size shows it needs no
+        // ZIP64; otherwise built whole, which tells exactly (see `text`).
+        match text::view_bound(view, self.pivot) {
+            Some(bound) => text::write_view(zip, name, view, self.pivot, bound, config),
+            None => write_text(zip, name, &whole_view(view, self.pivot), config),
+        }
+    }
+}
+
+/// Writes the archive of `pivot` (its counts and files; its views come
+/// from `views`). `streamed_latest` is the latest time named by responses
+/// not in `records`, for the default `generated_at`.
+pub(crate) fn write_pivoted(
+    records: &Records,
+    pivot: &Pivot<'_>,
+    views: &mut dyn Views,
+    streamed_latest: Option<time::OffsetDateTime>,
+    out: &mut dyn WriteSeek,
+    cx: &Context<'_>,
+) -> Result<ExportSummary, Error> {
     uploads::precheck(&pivot.files, cx)?;
     cx.config.check_cancelled()?;
 
-    let (generated_at, time) = cx.config.generated_at_for(records);
-    let header = header_entries(records, &pivot, &generated_at);
-    // The views are streamed when a bound of their size shows they need no
-    // ZIP64; otherwise built whole, which tells exactly (see `text`).
-    let views: Vec<_> = views_of(&pivot)
-        .into_iter()
-        .map(|(name, view)| (name, view, text::view_bound(view, &pivot)))
-        .collect();
+    let (generated_at, time) = cx.config.generated_at_with(records, streamed_latest);
+    let header = header_entries(records, pivot, &generated_at);
+    let view_list = views_of(pivot);
     let codebook = pivot
         .tables
-        .then(|| (tables::CODEBOOK_CSV, tables::codebook(records, &pivot)));
+        .then(|| (tables::CODEBOOK_CSV, tables::codebook(records, pivot)));
     let upload_bytes: u64 = pivot.files.iter().map(|f| f.upload.size_bytes).sum();
     let header_bytes: u64 = header.iter().map(|(_, t)| t.len() as u64).sum::<u64>()
         + codebook.as_ref().map_or(0, |(_, t)| t.len() as u64);
     // The views count at an estimate of their size: progress only.
-    let views_estimate: u64 = views.iter().map(|v| text::view_estimate(v.1, &pivot)).sum();
-    let entries = 2 + views.len() as u64 + u64::from(codebook.is_some()) + pivot.files.len() as u64;
+    let views_estimate: u64 = view_list.iter().map(|v| views.estimate(v.1)).sum();
+    let entries =
+        2 + view_list.len() as u64 + u64::from(codebook.is_some()) + pivot.files.len() as u64;
     cx.config.report(ProgressEvent::Writing {
         bytes: header_bytes + views_estimate + upload_bytes,
         entries,
@@ -160,12 +219,9 @@ fn write_in_pool(
         cx.config.check_cancelled()?;
         text_bytes += write_text(&mut zip, name, &text, cx.config)?;
     }
-    for (name, view, bound) in views {
+    for (name, view) in view_list {
         cx.config.check_cancelled()?;
-        text_bytes += match bound {
-            Some(bound) => text::write_view(&mut zip, name, view, &pivot, bound, cx.config)?,
-            None => write_text(&mut zip, name, &whole_view(view, &pivot), cx.config)?,
-        };
+        text_bytes += views.write(&mut zip, name, view, cx.config)?;
     }
     if let Some((name, text)) = codebook {
         cx.config.check_cancelled()?;

@@ -22,7 +22,7 @@ use crate::options::{Config, ProgressEvent};
 use crate::pivot::{Exported, Pivot};
 
 /// Responses serialised per window: about 10 MB of lines.
-const WINDOW_RESPONSES: usize = 32 * 1024;
+pub(crate) const WINDOW_RESPONSES: usize = 32 * 1024;
 /// Compress once this many bytes of whole chunks are pending, so each step
 /// gives every worker a few chunks.
 const FLUSH_BYTES: usize = 8 * CHUNK;
@@ -55,7 +55,7 @@ impl View {
         }
     }
 
-    fn line(self, pivot: &Pivot<'_>, g: usize, out: &mut Vec<u8>) {
+    pub(crate) fn line(self, pivot: &Pivot<'_>, g: usize, out: &mut Vec<u8>) {
         match self {
             View::BySubmission => super::entries::submission_line(pivot, g, out),
             View::ByTask => super::entries::task_line(pivot, g, out),
@@ -64,7 +64,7 @@ impl View {
     }
 
     /// What comes before the first group: the CSV's header.
-    fn prefix(self) -> Vec<u8> {
+    pub(crate) fn prefix(self) -> Vec<u8> {
         match self {
             View::ResponsesCsv => super::tables::responses_header(),
             View::BySubmission | View::ByTask => Vec::new(),
@@ -283,8 +283,7 @@ pub(crate) fn write_view<W: Write + Seek>(
     bound: u64,
     config: &Config,
 ) -> Result<u64, Error> {
-    let stored = config.level == 0;
-    let (method, max_compressed) = if stored {
+    let (method, max_compressed) = if config.level == 0 {
         (Method::Stored, bound)
     } else {
         (Method::Deflated, deflate::max_deflated_size(bound))
@@ -292,17 +291,42 @@ pub(crate) fn write_view<W: Write + Seek>(
     let entry = zip
         .begin_streamed(name, method, bound, max_compressed)
         .map_err(Error::Write)?;
+    let (crc, total) = compress_stream(
+        view.prefix(),
+        config,
+        &mut |sink| for_each_window(view, pivot, sink),
+        &mut |piece| zip.write_raw(piece).map_err(Error::Write),
+    )?;
+    zip.end_streamed(entry, crc, total).map_err(Error::Write)?;
+    Ok(total)
+}
+
+/// Hands the pieces of a view's text, a window at a time, to a sink.
+pub(crate) type Pieces<'p> =
+    dyn FnMut(&mut dyn FnMut(Vec<Vec<u8>>) -> Result<(), Error>) -> Result<(), Error> + 'p;
+
+/// The text `prefix` and then what `pieces` produces, compressed (or
+/// stored, at level 0) in the same chunks [`deflate::deflate`] cuts a whole
+/// buffer into, each compressed piece handed to `out` in order. Returns the
+/// CRC-32 and the size of the text.
+pub(crate) fn compress_stream(
+    prefix: Vec<u8>,
+    config: &Config,
+    pieces: &mut Pieces<'_>,
+    out: &mut dyn FnMut(&[u8]) -> Result<(), Error>,
+) -> Result<(u32, u64), Error> {
+    let stored = config.level == 0;
     let mut crc = crc32fast::Hasher::new();
     let mut total = 0u64;
-    let mut emit = |zip: &mut ZipWriter<W>, data: &[u8], last: bool| -> Result<(), Error> {
+    let mut emit = |data: &[u8], last: bool| -> Result<(), Error> {
         if stored {
             crc.update(data);
-            zip.write_raw(data).map_err(Error::Write)?;
+            out(data)?;
         } else {
             let deflated = deflate::deflate(data, config.level, last);
             crc.combine(&deflated.crc);
             for piece in &deflated.pieces {
-                zip.write_raw(piece).map_err(Error::Write)?;
+                out(piece)?;
             }
         }
         total += data.len() as u64;
@@ -312,8 +336,8 @@ pub(crate) fn write_view<W: Write + Seek>(
         Ok(())
     };
 
-    let mut pending: Vec<u8> = view.prefix();
-    for_each_window(view, pivot, |lines| {
+    let mut pending: Vec<u8> = prefix;
+    pieces(&mut |lines| {
         config.check_cancelled()?;
         lines
             .iter()
@@ -323,13 +347,11 @@ pub(crate) fn write_view<W: Write + Seek>(
         // view is deflated in one piece.
         let ready = (pending.len().saturating_sub(1) / CHUNK) * CHUNK;
         if ready >= FLUSH_BYTES {
-            emit(zip, &pending[..ready], false)?;
+            emit(&pending[..ready], false)?;
             pending.drain(..ready);
         }
         Ok(())
     })?;
-    emit(zip, &pending, true)?;
-    zip.end_streamed(entry, crc.finalize(), total)
-        .map_err(Error::Write)?;
-    Ok(total)
+    emit(&pending, true)?;
+    Ok((crc.finalize(), total))
 }

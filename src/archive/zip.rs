@@ -98,12 +98,48 @@ impl<W: Write + Seek> ZipWriter<W> {
         data: EntryData,
         pieces: &[Vec<u8>],
     ) -> io::Result<()> {
+        self.add_with(name, method, data, |zip| {
+            pieces.iter().try_for_each(|piece| zip.write_raw(piece))
+        })
+    }
+
+    /// Writes an entry whose data is already compressed, copied from
+    /// `data_source` (a spooled view of a build past its memory budget),
+    /// which must hold exactly `data.compressed` bytes.
+    pub(crate) fn add_copied(
+        &mut self,
+        name: &str,
+        method: Method,
+        data: EntryData,
+        data_source: &mut dyn io::Read,
+    ) -> io::Result<()> {
+        self.add_with(name, method, data, |zip| {
+            let copied = io::copy(data_source, &mut zip.out)?;
+            zip.position += copied;
+            if copied == data.compressed {
+                Ok(())
+            } else {
+                Err(io::Error::other(format!(
+                    "entry {name} has {copied} bytes, not the {} spooled",
+                    data.compressed
+                )))
+            }
+        })
+    }
+
+    /// The local header of an entry whose sizes are known, its data (which
+    /// `write_data` writes), and its central record.
+    fn add_with(
+        &mut self,
+        name: &str,
+        method: Method,
+        data: EntryData,
+        write_data: impl FnOnce(&mut Self) -> io::Result<()>,
+    ) -> io::Result<()> {
         let zip64_sizes = data.uncompressed >= MAX32 || data.compressed >= MAX32;
         let offset = self.position;
         self.write_local_header(name, method, &data, zip64_sizes)?;
-        for piece in pieces {
-            self.write_raw(piece)?;
-        }
+        write_data(self)?;
         self.entries.push(CentralRecord {
             name: name.to_owned(),
             method,

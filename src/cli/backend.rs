@@ -55,6 +55,11 @@ pub struct BackendArgs {
     /// same one. Without it a serve answers such requests 400.
     #[arg(long, value_name = "FILE")]
     pub pseudonymise_key: Option<PathBuf>,
+    /// The most memory one build may use for a dump's records, e.g. 400M
+    /// or 2G; a bigger dump is built by spilling sorted runs beside its
+    /// archive, with the same bytes.
+    #[arg(long, value_name = "SIZE", default_value = "1G", value_parser = super::parse_memory_size)]
+    pub memory_budget: u64,
     /// Testing only: wait this long before each build (so a test can stop
     /// a worker mid-build).
     #[arg(long, hide = true, default_value_t = 0, value_name = "MS")]
@@ -78,6 +83,7 @@ impl BackendArgs {
             .workers(workers)
             .lease(Duration::from_secs(self.lease_seconds.max(1)))
             .poll_interval(Duration::from_millis(self.poll_ms))
+            .memory_budget(self.memory_budget)
             .reuse(reuse);
         if let Some(path) = &self.pseudonymise_key {
             // Read once, kept in memory only: never logged, never stored.

@@ -41,6 +41,15 @@ pub struct BuildArgs {
     /// less trailing line ends): p_ + 16 hex digits of HMAC-SHA256.
     #[arg(long, value_name = "FILE")]
     pseudonymise_key: Option<PathBuf>,
+    /// The most memory the build may use for the records, e.g. 400M or 2G;
+    /// a bigger dump is built by spilling sorted runs to --temp-dir, with
+    /// the same archive bytes.
+    #[arg(long, value_name = "SIZE", default_value = "1G", value_parser = super::parse_memory_size)]
+    memory_budget: u64,
+    /// Where a build past its memory budget writes its temporary runs
+    /// [default: the output's directory].
+    #[arg(long, value_name = "DIR")]
+    temp_dir: Option<PathBuf>,
     /// Debug: write only the two JSONL views, as plain files into DIR (no
     /// ZIP, no uploads); for comparing the pivot alone with other tools.
     #[arg(long, value_name = "DIR", hide = true)]
@@ -49,13 +58,14 @@ pub struct BuildArgs {
 
 pub fn run(args: BuildArgs) -> anyhow::Result<u8> {
     let started = Instant::now();
-    let dump =
-        Dump::open(&args.dump).with_context(|| format!("reading dump {}", args.dump.display()))?;
+    let reading = || format!("reading dump {}", args.dump.display());
     // Without a usable batch.json the build is refused below anyway.
-    let default_name = dump.records().map_or_else(
-        || PathBuf::from("export.zip"),
-        |records| super::default_archive_name(&records.batch.id),
-    );
+    let default_name = Dump::batch_id(&args.dump)
+        .with_context(reading)?
+        .map_or_else(
+            || PathBuf::from("export.zip"),
+            |id| super::default_archive_name(&id),
+        );
     let output = match &args.output {
         // An existing directory receives the archive under its default name.
         Some(path) if path.is_dir() => path.join(default_name),
@@ -74,7 +84,11 @@ pub fn run(args: BuildArgs) -> anyhow::Result<u8> {
         .progress(progress)
         .cancel_flag(cancel)
         .tables(args.tables)
-        .include_files(!args.no_files);
+        .include_files(!args.no_files)
+        .memory_budget(args.memory_budget);
+    if let Some(dir) = &args.temp_dir {
+        options = options.temp_dir(dir);
+    }
     if let Some(path) = &args.pseudonymise_key {
         options = options.pseudonymise(super::read_key_file(path)?);
     }
@@ -85,17 +99,14 @@ pub fn run(args: BuildArgs) -> anyhow::Result<u8> {
         options = options.threads(threads);
     }
     if let Some(dir) = &args.views_only {
+        let dump = Dump::open(&args.dump).with_context(reading)?;
         batch_export::bench_support::write_views(&dump, dir, &options)
             .with_context(|| format!("writing views into {}", dir.display()))?;
         std::mem::forget(dump);
         return Ok(EXIT_OK);
     }
-    let summary = dump
-        .export_to_path(&output, &options)
+    let summary = Dump::build(&args.dump, &output, &options)
         .with_context(|| format!("building {}", output.display()))?;
-    // The process ends right after this: freeing hundreds of thousands of
-    // records one by one would only delay the exit.
-    std::mem::forget(dump);
 
     let c = summary.counts;
     eprintln!(

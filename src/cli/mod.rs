@@ -133,3 +133,14 @@ pub fn read_key_file(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
     );
     Ok(key)
 }
+
+/// A `--memory-budget` value: bytes, or a number with `K`, `M`, `G` or `T`
+/// (binary multiples: `400M` is 400 MiB), at least 16M.
+pub fn parse_memory_size(text: &str) -> Result<u64, String> {
+    let min = batch_export::options::MIN_MEMORY_BUDGET;
+    match batch_export::options::parse_memory_size(text) {
+        Some(bytes) if bytes >= min => Ok(bytes),
+        Some(_) => Err(format!("the smallest budget is {}M", min >> 20)),
+        None => Err(format!("{text:?} is not a size such as 400M or 2G")),
+    }
+}

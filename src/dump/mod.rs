@@ -84,66 +84,33 @@ impl Dump {
     /// directory, so export such a dump with [`Dump::export_to_path_from`].
     pub fn read(files: &dyn DumpFiles, root: impl Into<PathBuf>) -> Result<Dump, Error> {
         let root = root.into();
-        let dir = files;
-        let mut problems = Problems::default();
-        let mut seen = Seen::default();
-        let batch = read_batch(dir, &mut problems)?;
-        let (instructions, l0) = read_jsonl(
-            dir,
-            RecordFile::Instructions,
-            records::instruction,
-            &mut problems,
-            &mut seen,
-        )?;
-        let (tasks, l1) = read_jsonl(
-            dir,
-            RecordFile::Tasks,
-            records::task,
-            &mut problems,
-            &mut seen,
-        )?;
-        let (submissions, l2) = read_jsonl(
-            dir,
-            RecordFile::Submissions,
-            records::submission,
-            &mut problems,
-            &mut seen,
-        )?;
-        let (responses, l3) = read_jsonl(
-            dir,
+        let mut partial = Partial::open(files)?;
+        let mut responses_problems = Problems::default();
+        let (responses, lines) = read_jsonl(
+            files,
             RecordFile::Responses,
             records::response,
-            &mut problems,
-            &mut seen,
+            &mut responses_problems,
+            &mut partial.seen,
         )?;
-        let (uploads, l4) = read_jsonl(
-            dir,
-            RecordFile::Uploads,
-            records::upload,
-            &mut problems,
-            &mut seen,
-        )?;
-        let mut origins = Origins::from_lines([l0, l1, l2, l3, l4]);
-        for (kind, id) in seen.unusable {
-            origins.add_unusable(kind, id);
-        }
-        for kind in seen.missing {
-            origins.set_missing(kind);
-        }
-        let records = batch.map(|batch| Records {
-            batch,
-            instructions,
-            tasks,
-            submissions,
-            responses,
-            uploads,
-        });
+        let read = partial.finish(responses, lines);
+        let mut problems = read.before;
+        problems.extend(responses_problems);
+        problems.extend(read.after);
+        let (records, origins) = (read.records, read.origins);
         Ok(Dump {
             root,
             records,
             origins,
             problems,
         })
+    }
+
+    /// The batch id in the `batch.json` of the dump at `root`, reading only
+    /// that file; `None` when it is unusable (a build would list why).
+    pub fn batch_id(root: impl AsRef<Path>) -> Result<Option<String>, Error> {
+        let batch = read_batch(&DumpDir::new(root.as_ref()), &mut Problems::default())?;
+        Ok(batch.map(|batch| batch.id))
     }
 
     /// The dump directory.
@@ -168,6 +135,152 @@ impl Dump {
 
     pub(crate) fn parts(&self) -> (Option<&Records>, &Origins, &Problems) {
         (self.records.as_ref(), &self.origins, &self.problems)
+    }
+}
+
+/// A dump with every file read but `responses.jsonl`: the start of
+/// reading one whole ([`Dump::open`]) or of streaming its responses (a
+/// build past its memory budget, which never holds them all).
+pub(crate) struct Partial {
+    batch: Option<crate::model::Batch>,
+    instructions: Vec<crate::model::Instruction>,
+    tasks: Vec<crate::model::Task>,
+    submissions: Vec<crate::model::Submission>,
+    uploads: Vec<crate::model::Upload>,
+    /// Line numbers of the records of each file; none yet for responses.
+    lines: [Vec<u64>; 5],
+    /// Problems of `batch.json` and the files before `responses.jsonl`.
+    before: Problems,
+    /// Problems of `uploads.jsonl`, which comes after it.
+    after: Problems,
+    seen: Seen,
+}
+
+impl Partial {
+    /// Reads every file of a dump but `responses.jsonl`.
+    pub(crate) fn open(dir: &dyn DumpFiles) -> Result<Partial, Error> {
+        let mut before = Problems::default();
+        let mut after = Problems::default();
+        let mut seen = Seen::default();
+        let batch = read_batch(dir, &mut before)?;
+        let (instructions, l0) = read_jsonl(
+            dir,
+            RecordFile::Instructions,
+            records::instruction,
+            &mut before,
+            &mut seen,
+        )?;
+        let (tasks, l1) = read_jsonl(
+            dir,
+            RecordFile::Tasks,
+            records::task,
+            &mut before,
+            &mut seen,
+        )?;
+        let (submissions, l2) = read_jsonl(
+            dir,
+            RecordFile::Submissions,
+            records::submission,
+            &mut before,
+            &mut seen,
+        )?;
+        let (uploads, l4) = read_jsonl(
+            dir,
+            RecordFile::Uploads,
+            records::upload,
+            &mut after,
+            &mut seen,
+        )?;
+        Ok(Partial {
+            batch,
+            instructions,
+            tasks,
+            submissions,
+            uploads,
+            lines: [l0, l1, l2, Vec::new(), l4],
+            before,
+            after,
+            seen,
+        })
+    }
+
+    /// The records (with `responses`, which were read apart) and their
+    /// origins.
+    pub(crate) fn finish(
+        self,
+        responses: Vec<crate::model::Response>,
+        response_lines: Vec<u64>,
+    ) -> ReadDump {
+        let [l0, l1, l2, _, l4] = self.lines;
+        let mut origins = Origins::from_lines([l0, l1, l2, response_lines, l4]);
+        for (kind, id) in self.seen.unusable {
+            origins.add_unusable(kind, id);
+        }
+        for kind in self.seen.missing {
+            origins.set_missing(kind);
+        }
+        let records = self.batch.map(|batch| Records {
+            batch,
+            instructions: self.instructions,
+            tasks: self.tasks,
+            submissions: self.submissions,
+            responses,
+            uploads: self.uploads,
+        });
+        ReadDump {
+            records,
+            origins,
+            before: self.before,
+            after: self.after,
+        }
+    }
+}
+
+/// A dump read, its line problems in two parts: those of the files before
+/// `responses.jsonl`, and of `uploads.jsonl` after it.
+pub(crate) struct ReadDump {
+    /// `None` when `batch.json` is unusable.
+    pub(crate) records: Option<Records>,
+    pub(crate) origins: Origins,
+    pub(crate) before: Problems,
+    pub(crate) after: Problems,
+}
+
+/// Streams the `responses.jsonl` of the dump at `root`: `each` gets its
+/// usable responses with their line numbers, a slice at a time, in line
+/// order; the problems of its lines go to `problems`. The ids of refused
+/// lines are not kept: no record refers to a response.
+pub(crate) fn stream_responses(
+    root: &Path,
+    problems: &mut Problems,
+    each: &mut (dyn FnMut(Vec<(u64, crate::model::Response)>) -> Result<(), Error> + Send),
+) -> Result<(), Error> {
+    let mut sink = Streamed { each };
+    read_lines(
+        &DumpDir::new(root),
+        RecordFile::Responses,
+        records::response,
+        problems,
+        &mut Seen::default(),
+        &mut sink,
+    )
+}
+
+/// Streamed lines: each slice's records handed on, problems noted.
+struct Streamed<'e, T> {
+    each: &'e mut (dyn FnMut(Vec<(u64, T)>) -> Result<(), Error> + Send),
+}
+
+impl<T: Send> LineSink<T> for Streamed<'_, T> {
+    fn append(
+        &mut self,
+        parsed: Vec<(u64, Line<T>)>,
+        _bytes: usize,
+        noted: &mut Noted<'_>,
+    ) -> Result<(), Error> {
+        let mut records = Vec::with_capacity(parsed.len());
+        noted.keep(parsed, |line, record| records.push((line, record)));
+        (self.each)(records)
     }
 }
 
@@ -302,6 +415,49 @@ fn read_jsonl<T: Send>(
     problems: &mut Problems,
     seen: &mut Seen,
 ) -> Result<(Vec<T>, Vec<u64>), Error> {
+    let mut records = Vec::new();
+    let mut line_numbers = Vec::new();
+    let mut kept = Kept {
+        records: &mut records,
+        line_numbers: &mut line_numbers,
+        file_len: 0,
+    };
+    read_lines(dir, kind, parse, problems, seen, &mut kept)?;
+    Ok((records, line_numbers))
+}
+
+/// Where the parsed lines of a file go, a slice of lines at a time.
+trait LineSink<T>: Send {
+    /// Learns the file's size before the first slice.
+    fn file_len(&mut self, _len: u64) {}
+
+    /// Takes one slice of parsed lines (of `bytes` bytes of text), in line
+    /// order; problems and the ids of refused lines go to `into`.
+    fn append(
+        &mut self,
+        parsed: Vec<(u64, Line<T>)>,
+        bytes: usize,
+        into: &mut Noted<'_>,
+    ) -> Result<(), Error>;
+}
+
+/// What every file's lines report besides their records.
+struct Noted<'n> {
+    problems: &'n mut Problems,
+    seen: &'n mut Seen,
+    kind: RecordFile,
+}
+
+/// Reads one JSON Lines file, parsing its lines in parallel and handing
+/// them to `sink` in line order.
+fn read_lines<T: Send>(
+    dir: &dyn DumpFiles,
+    kind: RecordFile,
+    parse: Parser<T>,
+    problems: &mut Problems,
+    seen: &mut Seen,
+    sink: &mut dyn LineSink<T>,
+) -> Result<(), Error> {
     let file = kind.file_name();
     let path = dir.location_of(file);
     let opened = if kind == RecordFile::Uploads && dir.is_absent(file) {
@@ -312,7 +468,7 @@ fn read_jsonl<T: Send>(
             Some(opened) => Some(opened),
             None => {
                 seen.missing.push(kind);
-                return Ok((Vec::new(), Vec::new()));
+                return Ok(());
             }
         }
     };
@@ -324,8 +480,7 @@ fn read_jsonl<T: Send>(
     } else {
         "id"
     };
-    let mut records = Vec::new();
-    let mut line_numbers = Vec::new();
+    sink.file_len(file_len);
     let read_error = |e| Error::io(&path, e);
     let (mut buffer, mut at_end) = match source.as_mut() {
         Some(source) => read_block(source, &[]).map_err(read_error)?,
@@ -346,13 +501,12 @@ fn read_jsonl<T: Send>(
             }
         };
         let (block, rest) = buffer.split_at(end);
-        let mut kept = Kept {
-            records: &mut records,
-            line_numbers: &mut line_numbers,
+        let mut noted = Noted {
             problems: &mut *problems,
             seen: &mut *seen,
             kind,
         };
+        let sink = &mut *sink;
         // The next block is read while this one is parsed.
         let (newlines, next) = rayon::join(
             || {
@@ -368,33 +522,23 @@ fn read_jsonl<T: Send>(
                             (line, parse_line(text, file, line, key, parse))
                         })
                         .collect();
-                    if kept.records.capacity() == 0 {
-                        // Sized once from the first slice's records per
-                        // byte: growing by doubling would copy the records
-                        // and could leave half the list unused, on the file
-                        // that dominates the memory.
-                        let found = parsed.iter().filter(|(_, l)| l.record.is_some()).count();
-                        let bytes = chunk.iter().map(|(_, text)| text.len() + 1).sum();
-                        let expected = expected_records(file_len, bytes, found);
-                        kept.records.reserve_exact(expected);
-                        kept.line_numbers.reserve_exact(expected);
-                    }
-                    kept.append(parsed);
+                    let bytes = chunk.iter().map(|(_, text)| text.len() + 1).sum();
+                    sink.append(parsed, bytes, &mut noted)?;
                 }
-                newlines
+                Ok::<_, Error>(newlines)
             },
             || match source.as_mut().filter(|_| !at_end) {
                 Some(source) => read_block(source, rest).map(Some),
                 None => Ok(None),
             },
         );
-        lines_before += newlines;
+        lines_before += newlines?;
         match next.map_err(read_error)? {
             Some((next_buffer, next_at_end)) => (buffer, at_end) = (next_buffer, next_at_end),
             None => break,
         }
     }
-    Ok((records, line_numbers))
+    Ok(())
 }
 
 /// Records a file of `file_len` bytes likely holds, from a first block of
@@ -407,19 +551,34 @@ fn expected_records(file_len: u64, block_len: usize, found: usize) -> usize {
     guess.min(usize::try_from(file_len / 8).unwrap_or(usize::MAX))
 }
 
-/// Where the lines of a file go: records with their line numbers, problems,
-/// and the ids of refused lines.
+/// Where the lines of a file read whole go: records with their line numbers.
 struct Kept<'k, T> {
     records: &'k mut Vec<T>,
     line_numbers: &'k mut Vec<u64>,
-    problems: &'k mut Problems,
-    seen: &'k mut Seen,
-    kind: RecordFile,
+    file_len: u64,
 }
 
-impl<T: Send> Kept<'_, T> {
+impl<T: Send> LineSink<T> for Kept<'_, T> {
+    fn file_len(&mut self, len: u64) {
+        self.file_len = len;
+    }
+
     /// Appends one block's parsed lines, in line order.
-    fn append(&mut self, parsed: Vec<(u64, Line<T>)>) {
+    fn append(
+        &mut self,
+        parsed: Vec<(u64, Line<T>)>,
+        bytes: usize,
+        noted: &mut Noted<'_>,
+    ) -> Result<(), Error> {
+        if self.records.capacity() == 0 {
+            // Sized once from the first slice's records per byte: growing
+            // by doubling would copy the records and could leave half the
+            // list unused, on the file that dominates the memory.
+            let found = parsed.iter().filter(|(_, l)| l.record.is_some()).count();
+            let expected = expected_records(self.file_len, bytes, found);
+            self.records.reserve_exact(expected);
+            self.line_numbers.reserve_exact(expected);
+        }
         self.records.reserve(parsed.len());
         self.line_numbers.reserve(parsed.len());
         let all_clean = parsed
@@ -434,17 +593,26 @@ impl<T: Send> Kept<'_, T> {
                     .into_par_iter()
                     .map(|(_, line)| line.record.expect("every record is there, checked above")),
             );
-            return;
+            return Ok(());
         }
+        noted.keep(parsed, |line, record| {
+            self.records.push(record);
+            self.line_numbers.push(line);
+        });
+        Ok(())
+    }
+}
+
+impl Noted<'_> {
+    /// Notes the problems and refused ids of `parsed`, handing each record
+    /// with its line to `keep`, in line order.
+    fn keep<T>(&mut self, parsed: Vec<(u64, Line<T>)>, mut keep: impl FnMut(u64, T)) {
         for (line, parsed) in parsed {
             for problem in parsed.problems {
                 self.problems.push(problem);
             }
             match (parsed.record, parsed.key) {
-                (Some(record), _) => {
-                    self.records.push(record);
-                    self.line_numbers.push(line);
-                }
+                (Some(record), _) => keep(line, record),
                 (None, Some(key)) => self.seen.unusable.push((self.kind, key)),
                 (None, None) => {}
             }

@@ -231,6 +231,7 @@ pub struct JobsConfig {
     max_age: Duration,
     workers: usize,
     build_threads: Option<usize>,
+    memory_budget: u64,
     max_jobs_per_batch: usize,
     max_attempts: u32,
     store_spec: Option<StoreSpec>,
@@ -321,6 +322,7 @@ impl JobsConfig {
             max_age: Duration::from_secs(24 * 3600),
             workers: 1,
             build_threads: None,
+            memory_budget: crate::options::DEFAULT_MEMORY_BUDGET,
             max_jobs_per_batch: 10,
             max_attempts: 3,
             store_spec: None,
@@ -375,6 +377,14 @@ impl JobsConfig {
     /// Threads of each build's own pool. Default: one per core.
     pub fn build_threads(mut self, threads: usize) -> JobsConfig {
         self.build_threads = Some(threads.max(1));
+        self
+    }
+
+    /// The memory budget of each build
+    /// ([`ExportOptions::memory_budget`]). Default:
+    /// [`DEFAULT_MEMORY_BUDGET`](crate::options::DEFAULT_MEMORY_BUDGET).
+    pub fn memory_budget(mut self, bytes: u64) -> JobsConfig {
+        self.memory_budget = bytes;
         self
     }
 
@@ -511,6 +521,8 @@ pub struct BuildJob<'a> {
     pub cancel: &'a Arc<AtomicBool>,
     /// Threads for the build, if configured.
     pub threads: Option<usize>,
+    /// The build's memory budget in bytes.
+    pub memory_budget: u64,
 }
 
 /// Builds a job's archive. [`DumpBuilder`] is the real one; tests wrap it
@@ -527,7 +539,8 @@ pub trait Builder: Send + Sync {
     }
 }
 
-/// Builds from the dump directory with [`Dump::export_to_path`].
+/// Builds from the dump directory with [`Dump::build`], within the job's
+/// memory budget.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct DumpBuilder;
 
@@ -539,7 +552,8 @@ impl BuildJob<'_> {
             .filter(self.filter.clone())
             .cancel_flag(Arc::clone(self.cancel))
             .tables(self.options.tables)
-            .include_files(self.options.include_files);
+            .include_files(self.options.include_files)
+            .memory_budget(self.memory_budget);
         if self.options.pseudonymise {
             // The engine refuses such jobs without a key; refusing here too
             // keeps a custom engine from shipping real ids by mistake.
@@ -558,8 +572,7 @@ impl BuildJob<'_> {
 
 impl Builder for DumpBuilder {
     fn build(&self, job: &BuildJob<'_>) -> Result<(), crate::Error> {
-        let dump = Dump::open(job.dump_dir)?;
-        dump.export_to_path(job.output, &job.export_options()?)?;
+        Dump::build(job.dump_dir, job.output, &job.export_options()?)?;
         Ok(())
     }
 }

@@ -160,6 +160,7 @@ fn attempt(shared: &Shared, job: &Job, lease: &Lease) -> Result<(), JobError> {
             output: &output,
             cancel: &watch.cancel,
             threads: shared.config.build_threads,
+            memory_budget: shared.config.memory_budget,
         };
         let result = catch_unwind(AssertUnwindSafe(|| shared.builder.build(&build)));
         // Staging (an upload to S3) runs while the lease is still renewed.

@@ -30,8 +30,12 @@ pub(crate) struct FileKeys {
 impl FileKeys {
     /// Decodes the keys of every `file_upload` response, in parallel.
     pub(crate) fn decode(records: &Records) -> FileKeys {
-        let per_response: Vec<Vec<Option<Id>>> = records
-            .responses
+        FileKeys::of_responses(&records.responses)
+    }
+
+    /// Decodes the keys of `responses`, by position in the slice.
+    pub(crate) fn of_responses(responses: &[Response]) -> FileKeys {
+        let per_response: Vec<Vec<Option<Id>>> = responses
             .par_iter()
             .map(|response| decode_response(response).collect())
             .collect();
@@ -59,7 +63,7 @@ impl FileKeys {
 
 /// The `file_key` of each answer item of a `file_upload` response; nothing
 /// for any other type.
-fn decode_response(response: &Response) -> impl Iterator<Item = Option<Id>> + '_ {
+pub(crate) fn decode_response(response: &Response) -> impl Iterator<Item = Option<Id>> + '_ {
     let is_upload = response.kind == InstructionType::FileUpload.as_str();
     let items = if is_upload { &response.answer[..] } else { &[] };
     items.iter().map(|item| {

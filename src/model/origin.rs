@@ -94,12 +94,23 @@ impl Origins {
         field: &str,
         message: String,
     ) -> Problem {
-        Problem {
-            kind,
-            file: file.file_name().to_owned(),
-            line: Some(self.line(file, index)),
-            field: (!field.is_empty()).then(|| field.to_owned()),
-            message,
-        }
+        located(kind, file, self.line(file, index), field, message)
+    }
+}
+
+/// A problem located at one line of a record file.
+pub(crate) fn located(
+    kind: ProblemKind,
+    file: RecordFile,
+    line: u64,
+    field: &str,
+    message: String,
+) -> Problem {
+    Problem {
+        kind,
+        file: file.file_name().to_owned(),
+        line: Some(line),
+        field: (!field.is_empty()).then(|| field.to_owned()),
+        message,
     }
 }

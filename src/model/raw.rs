@@ -42,6 +42,12 @@ impl RawJson {
         })
     }
 
+    /// A value from text this crate minified before (a spilled run's):
+    /// not checked again.
+    pub(crate) fn from_minified(text: &str) -> RawJson {
+        RawJson(text.into())
+    }
+
     /// The compact JSON text.
     pub fn get(&self) -> &str {
         &self.0

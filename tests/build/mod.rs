@@ -1,6 +1,8 @@
 //! The archive builder (issue 2): the sample dump against golden files,
-//! determinism, every refusal rule, embedding, safe names and the CLI.
+//! determinism, every refusal rule, embedding, safe names, the CLI, and
+//! builds past the memory budget (issue 13).
 
+mod budget;
 // The binary is built only with the `cli` feature.
 #[cfg(feature = "cli")]
 mod cli;
