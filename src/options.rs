@@ -189,7 +189,7 @@ impl ExportOptions {
     /// records would not fit is built by spilling sorted runs of its
     /// responses to temporary files (see [`ExportOptions::temp_dir`]) and
     /// merging them while the views are written, with the same archive
-    /// bytes. Records handed over in memory ([`crate::export`]) are already
+    /// bytes. Records handed over in memory (`export`, `export_to_path`) are already
     /// in memory and are not affected. Default: [`DEFAULT_MEMORY_BUDGET`].
     pub fn memory_budget(mut self, bytes: u64) -> ExportOptions {
         self.memory_budget = Some(bytes);
