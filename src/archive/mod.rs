@@ -76,6 +76,7 @@ pub(crate) fn check(
 ) -> Result<FileKeys, Error> {
     let file_keys = FileKeys::decode(records);
     let mut problems = earlier.clone();
+    problems.extend(crate::model::depth::check_records(records, origins));
     problems.extend(check_records(records, &file_keys, origins));
     problems.into_result().map(|()| file_keys)
 }

@@ -29,7 +29,6 @@
 
 mod blobs;
 mod confine;
-mod depth;
 mod export;
 pub(crate) mod fields;
 mod files;
@@ -46,9 +45,9 @@ use crate::model::line::LineObject;
 use crate::model::origin::{Origins, RecordFile};
 use crate::model::raw::decode_json_string;
 use crate::model::Records;
+pub use crate::model::MAX_JSON_DEPTH;
 pub use blobs::DirBlobSource;
 pub use confine::{DumpDir, DumpPathError};
-pub use depth::MAX_JSON_DEPTH;
 pub use files::DumpFiles;
 
 /// A dump directory, read into records.
@@ -681,7 +680,7 @@ fn shape_fault(text: &str) -> Option<String> {
                 .to_owned(),
         );
     }
-    depth::nests_deeper_than(text.as_bytes(), MAX_JSON_DEPTH)
+    crate::model::depth::nests_deeper_than(text.as_bytes(), MAX_JSON_DEPTH)
         .then(|| format!("nested deeper than {MAX_JSON_DEPTH}"))
 }
 

@@ -29,6 +29,7 @@ use std::time::{Duration, Instant};
 use super::archives::{publish_reason, StageError, Staged};
 use super::engine::Shared;
 use super::reason::failure_reason;
+use super::recovery::remove_superseded_attempts;
 use super::store::{Claim, JobNotices, Lease};
 use super::{BuildJob, Job, JobError, JobEvent};
 use crate::error::display_chain;
@@ -67,6 +68,9 @@ pub(super) fn run(shared: &Shared, index: usize) {
                     owner = %owner,
                     "job started"
                 );
+                if lease.attempt > 1 {
+                    rebuilding(shared, &job, &lease);
+                }
                 shared.config.emit(&JobEvent::Claimed {
                     export_id: &job.id,
                     attempt: lease.attempt,
@@ -313,6 +317,24 @@ fn publish(
         }
     }
     Ok(())
+}
+
+/// Logs a job taken up again after its worker stopped (a restart, a
+/// shutdown, a kill or a lost lease), and removes what the earlier
+/// attempts left unpublished.
+fn rebuilding(shared: &Shared, job: &Job, lease: &Lease) {
+    tracing::info!(
+        export_id = %job.id,
+        batch_id = ?job.batch_id,
+        attempt = lease.attempt,
+        "job rebuilt after restart"
+    );
+    // The folder attempts build in: the archive folder, or S3's staging.
+    let built = shared.archives.build_path(&job.id, lease.attempt);
+    let Some(folder) = built.parent() else { return };
+    for path in remove_superseded_attempts(folder, &job.id, lease.attempt) {
+        tracing::info!(export_id = %job.id, file = %path.display(), "removed stale attempt file");
+    }
 }
 
 /// Counts and logs a failed build.

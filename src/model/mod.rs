@@ -8,11 +8,13 @@
 //! An export backend builds these directly from its own database rows; the
 //! [`crate::dump`] module builds them from a dump directory.
 
+pub(crate) mod depth;
 pub(crate) mod file_keys;
 pub(crate) mod line;
 pub(crate) mod origin;
 pub(crate) mod raw;
 
+pub use depth::MAX_JSON_DEPTH;
 pub use raw::{RawJson, RawObject};
 
 /// An id or other short string of a record. Ids are short, so up to 24

@@ -10,7 +10,16 @@ const SECRET_TOKEN: &str = TOKEN;
 /// A refused token: not logged either.
 const WRONG_TOKEN: &str = "tok-wrong-0a1b2c3d4e5f";
 
-fn wait_until_done(url: &str) -> Value {
+/// Fails when the log shows any of `secrets` (a token, a signature, a
+/// link's query string), or an `Authorization` header at all.
+pub(super) fn assert_no_secret_in(log: &str, secrets: &[&str]) {
+    let header = ["Authorization", "authorization"];
+    for secret in secrets.iter().copied().chain(header) {
+        assert!(!log.contains(secret), "{secret:?} is in the log:\n{log}");
+    }
+}
+
+pub(super) fn wait_until_done(url: &str) -> Value {
     for _ in 0..3000 {
         let answer = call("GET", url, Some(SECRET_TOKEN));
         assert_eq!(answer.status, 200, "{}", answer.text);
@@ -84,16 +93,7 @@ fn serve_logs_requests_and_jobs_and_never_a_secret() {
 
     let lines = server.stop();
     let log = lines.join("\n");
-    for secret in [
-        SECRET_TOKEN,
-        WRONG_TOKEN,
-        signature.as_str(),
-        query,
-        "Authorization",
-        "authorization",
-    ] {
-        assert!(!log.contains(secret), "{secret:?} is in the log:\n{log}");
-    }
+    assert_no_secret_in(&log, &[SECRET_TOKEN, WRONG_TOKEN, &signature, query]);
     let events: Vec<Value> = lines
         .iter()
         .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{line:?}: {e}")))

@@ -12,6 +12,7 @@ mod logs;
 mod openapi;
 mod options;
 mod process;
+mod restarts;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};

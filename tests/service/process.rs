@@ -13,9 +13,10 @@ use super::*;
 
 /// A running `serve` and the lines of its standard error.
 pub(super) struct ServeProcess {
-    child: Child,
-    lines: Receiver<String>,
-    /// Every line read so far, up to the "serving" line.
+    pub(super) child: Child,
+    pub(super) lines: Receiver<String>,
+    /// Every line read so far (up to the "serving" line, or further when
+    /// a test waited for later ones).
     pub(super) startup: Vec<String>,
     pub(super) base: String,
 }
