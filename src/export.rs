@@ -74,3 +74,40 @@ pub(crate) fn export_records_to_path(
         archive::write_archive(records, &file_keys, origins, blobs, file, &config)
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::blob::MemoryBlobSource;
+    use crate::model::{Batch, RawJson, Task, MAX_JSON_DEPTH};
+
+    /// JSON nesting exactly `levels` deep: lists around a number.
+    fn nested(levels: usize) -> RawJson {
+        RawJson::parse(&format!("{}1{}", "[".repeat(levels), "]".repeat(levels))).unwrap()
+    }
+
+    #[test]
+    fn the_library_export_refuses_records_a_dump_could_not_carry() {
+        // Records that pass every other check: only the depth is wrong.
+        let mut records = Records::new(Batch::new("b-1", "B", "ws-1"));
+        records.tasks.push(Task {
+            id: "t-1".into(),
+            datapoint: Some(nested(MAX_JSON_DEPTH)),
+            ..Task::default()
+        });
+        let blobs = MemoryBlobSource::new();
+        let options = ExportOptions::new();
+        let out = std::io::Cursor::new(Vec::new());
+        let err = export(&records, &blobs, out, &options).unwrap_err();
+        assert!(err.is_refusal(), "{err}");
+        let problems: Vec<String> = err.problems().iter().map(ToString::to_string).collect();
+        assert_eq!(
+            problems,
+            ["tasks.jsonl:1: field `datapoint`: nested deeper than 64"]
+        );
+
+        records.tasks[0].datapoint = Some(nested(MAX_JSON_DEPTH - 1));
+        let out = std::io::Cursor::new(Vec::new());
+        export(&records, &blobs, out, &options).unwrap();
+    }
+}
