@@ -21,7 +21,7 @@
 //!   a generating job's current attempt is kept, since its worker may be
 //!   alive in another process (and the store's fencing lets only that
 //!   attempt publish); once a worker takes the job over, the older
-//!   attempts' files go ([`remove_superseded_attempts`]).
+//!   attempts' files go (`remove_superseded_attempts`).
 //!
 //! Each fix is one [`Recovery`]; the binary logs one line per fix.
 
