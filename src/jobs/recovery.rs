@@ -351,10 +351,11 @@ mod tests {
                 error: None,
                 size: None,
                 attempts: 0,
+                options: crate::jobs::ArchiveOptions::default(),
             };
             let request = NewRequest {
                 job: &job,
-                reuse_since: at(0),
+                reuse_since: Some(at(0)),
                 cap: 10,
             };
             assert_eq!(
