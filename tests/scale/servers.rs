@@ -283,7 +283,9 @@ fn spawn_weed(weed: &Path, dir: &Path, ports: [u16; 4]) -> u32 {
             "-s3.port.lance=0",
             "-master.telemetry=false",
         ])
-        .arg("-volume.max=8")
+        // Every bucket (a SeaweedFS collection) grows volumes of its own,
+        // about 7 at a time: room for the buckets of one test run.
+        .arg("-volume.max=64")
         .arg("-master.volumeSizeLimitMB=64")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
