@@ -128,14 +128,13 @@ impl BackendArgs {
     /// credentials of the AWS_* variables; None for a folder.
     #[cfg(feature = "s3")]
     fn s3_data(&self) -> anyhow::Result<Option<batch_export::jobs::S3Dumps>> {
-        use batch_export::s3::{S3Config, S3Location};
         let text = self.data.to_string_lossy();
         if !S3Location::is_s3_url(&text) {
             return Ok(None);
         }
         let location = S3Location::parse(&text).context("--data")?;
-        let config = S3Config::from_vars(|name| std::env::var(name).ok());
-        let client = config
+        let client = self
+            .s3_config()
             .client(&location)
             .with_context(|| format!("connecting to {location}"))?;
         Ok(Some(batch_export::jobs::S3Dumps::new(client, location)))
@@ -151,6 +150,14 @@ impl BackendArgs {
         Ok(None)
     }
 
+    /// How `--objects` and `--data` reach S3: the AWS_* variables and
+    /// `--s3-retry-seconds`.
+    fn s3_config(&self) -> S3Config {
+        let mut s3 = S3Config::from_vars(|name| std::env::var(name).ok());
+        s3.retry_timeout = self.s3_retry_seconds.map(Duration::from_secs);
+        s3
+    }
+
     /// `config` publishing archives to `objects`: a folder or an S3 location.
     fn objects(&self, config: JobsConfig, objects: &str) -> anyhow::Result<JobsConfig> {
         if !S3Location::is_s3_url(objects) {
@@ -161,9 +168,7 @@ impl BackendArgs {
             return Ok(config.objects_dir(objects));
         }
         let location = S3Location::parse(objects).context("--objects")?;
-        let mut s3 = S3Config::from_vars(|name| std::env::var(name).ok());
-        s3.retry_timeout = self.s3_retry_seconds.map(Duration::from_secs);
-        let store = S3Objects::new(location, &s3)
+        let store = S3Objects::new(location, &self.s3_config())
             .context("--objects: the S3 client")?
             .with_part_pause(Duration::from_millis(self.test_upload_pause_ms));
         Ok(config.objects_s3(store))
