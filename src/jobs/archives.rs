@@ -104,7 +104,9 @@ impl ArchiveStore {
         }
     }
 
-    fn build_dir(&self) -> &Path {
+    /// Where attempts build: the archive folder, or the staging folder of
+    /// archives bound for S3.
+    pub(crate) fn build_dir(&self) -> &Path {
         match self {
             ArchiveStore::Folder(dir) => dir,
             #[cfg(feature = "s3")]

@@ -114,7 +114,8 @@ impl Jobs {
         // building meanwhile: a build in progress is a dot file, and its
         // archive is renamed into place only while its job is still
         // generating, so neither is taken for an orphan. (Objects in S3
-        // are not reconciled: see docs/deploy.md.)
+        // are not reconciled, only their staging folder: see
+        // docs/deploy.md.)
         let recovered = match archives.folder() {
             Some(exports) => recovery::reconcile(
                 config.state_dir(),
@@ -123,7 +124,7 @@ impl Jobs {
                 empty_store,
                 clock.now(),
             )?,
-            None => Vec::new(),
+            None => recovery::reconcile_staging(archives.build_dir(), &*store)?,
         };
         let owner = format!(
             "{}-{}",

@@ -198,6 +198,19 @@ pub(crate) fn reconcile(
     Ok(fixes)
 }
 
+/// Cleans the staging folder of archives bound for S3: the temporary files
+/// of killed builds and the attempt files no live lease owns, as
+/// [`reconcile`] does for a local archive folder (the objects themselves
+/// are not reconciled: see docs/deploy.md).
+pub(crate) fn reconcile_staging(
+    staging: &Path,
+    store: &dyn JobStore,
+) -> Result<Vec<Recovery>, JobError> {
+    let mut fixes = Vec::new();
+    remove_leftovers(staging, store, &mut fixes)?;
+    Ok(fixes)
+}
+
 /// Removes the temporary files of killed builds and the attempt files no
 /// live lease owns, one [`Recovery`] each.
 fn remove_leftovers(
@@ -439,6 +452,27 @@ mod tests {
         assert!(!stale.exists());
         assert!(live.exists());
         drop(holder);
+    }
+
+    #[test]
+    fn start_up_cleans_the_staging_folder_of_archives_bound_for_s3() {
+        let state = tempfile::tempdir().unwrap();
+        let staging = state.path().join("staging");
+        fs::create_dir(&staging).unwrap();
+        let store = store_with(state.path(), &[("current", 1)]);
+        for name in [".current.attempt-1.zip", ".nobody.attempt-2.zip"] {
+            fs::write(staging.join(name), b"built, never uploaded").unwrap();
+        }
+        let fixes = reconcile_staging(&staging, &store).unwrap();
+        assert_eq!(
+            fixes,
+            vec![Recovery::StaleAttempt {
+                path: staging.join(".nobody.attempt-2.zip"),
+                why: StaleWhy::NoJob,
+            }]
+        );
+        assert!(staging.join(".current.attempt-1.zip").exists());
+        assert!(!staging.join(".nobody.attempt-2.zip").exists());
     }
 
     #[test]

@@ -136,7 +136,7 @@ pub fn files_in(dir: &Path) -> Vec<String> {
 }
 
 /// Rewrites a JSON Lines file of a dump with its lines in another order.
-pub fn reorder_lines(path: &Path, reorder: impl Fn(&mut Vec<String>)) {
+pub fn reorder_lines(path: &Path, reorder: impl FnOnce(&mut Vec<String>)) {
     let text = fs::read_to_string(path).unwrap();
     let mut lines: Vec<String> = text
         .lines()
