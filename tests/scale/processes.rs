@@ -200,6 +200,33 @@ pub(super) fn export_url(base: &str) -> String {
 }
 
 /// Polls a job through one API until it is no longer generating.
+/// 100 POSTs for one batch, released together and split between two APIs,
+/// must all answer with one export id: returns it.
+pub(super) fn one_job_from_concurrent_posts(base1: &str, base2: &str) -> String {
+    let barrier = Arc::new(Barrier::new(100));
+    let posts: Vec<_> = (0..100)
+        .map(|n| {
+            let url = export_url(if n % 2 == 0 { base1 } else { base2 });
+            let barrier = Arc::clone(&barrier);
+            std::thread::spawn(move || {
+                barrier.wait();
+                call("POST", &url, Some(TOKEN))
+            })
+        })
+        .collect();
+    let ids: BTreeSet<String> = posts
+        .into_iter()
+        .map(|post| {
+            let answer = post.join().unwrap();
+            // 200 once a worker already finished it: the same job either way.
+            assert!(matches!(answer.status, 200 | 202), "{}", answer.text);
+            answer.json["export_id"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    assert_eq!(ids.len(), 1, "{ids:?}");
+    ids.into_iter().next().unwrap()
+}
+
 pub(super) fn wait_done(base: &str, export_id: &str) -> Value {
     for _ in 0..600 {
         let answer = call(
@@ -225,28 +252,7 @@ fn two_apis_and_two_workers_share_one_queue() {
     let (_api2, base2) = deployment.api();
     let workers = [deployment.worker(&[]), deployment.worker(&[])];
 
-    let barrier = Arc::new(Barrier::new(100));
-    let posts: Vec<_> = (0..100)
-        .map(|n| {
-            let url = export_url(if n % 2 == 0 { &base1 } else { &base2 });
-            let barrier = Arc::clone(&barrier);
-            std::thread::spawn(move || {
-                barrier.wait();
-                call("POST", &url, Some(TOKEN))
-            })
-        })
-        .collect();
-    let ids: BTreeSet<String> = posts
-        .into_iter()
-        .map(|post| {
-            let answer = post.join().unwrap();
-            // 200 once a worker already finished it: the same job either way.
-            assert!(matches!(answer.status, 200 | 202), "{}", answer.text);
-            answer.json["export_id"].as_str().unwrap().to_owned()
-        })
-        .collect();
-    assert_eq!(ids.len(), 1, "{ids:?}");
-    let id = ids.into_iter().next().unwrap();
+    let id = one_job_from_concurrent_posts(&base1, &base2);
 
     let reference = deployment.reference();
     for base in [&base1, &base2] {

@@ -5,14 +5,14 @@
 //! when a worker dies or the object store goes away mid-upload.
 
 use std::collections::BTreeSet;
-use std::sync::{Arc, Barrier, Mutex};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use batch_export::synth::{generate, SynthOptions};
 use batch_export::ExportOptions;
 use serde_json::Value;
 
-use super::processes::{export_url, wait_done, Deployment};
+use super::processes::{export_url, one_job_from_concurrent_posts, wait_done, Deployment};
 use super::servers::{self, s3, PrivateSeaweed, S3_ACCESS_KEY, S3_SECRET_KEY};
 use crate::common;
 use crate::service::{call, call_with, BATCH, TOKEN};
@@ -134,27 +134,7 @@ fn two_apis_and_two_workers_publish_one_archive_to_s3_with_presigned_links() {
     let (_api2, base2) = deployment.api_with(&["--link-seconds", "1"]);
     let _workers = [deployment.worker(&[]), deployment.worker(&[])];
 
-    let barrier = Arc::new(Barrier::new(100));
-    let posts: Vec<_> = (0..100)
-        .map(|n| {
-            let url = export_url(if n % 2 == 0 { &base1 } else { &base2 });
-            let barrier = Arc::clone(&barrier);
-            std::thread::spawn(move || {
-                barrier.wait();
-                call("POST", &url, Some(TOKEN))
-            })
-        })
-        .collect();
-    let ids: BTreeSet<String> = posts
-        .into_iter()
-        .map(|post| {
-            let answer = post.join().unwrap();
-            assert!(matches!(answer.status, 200 | 202), "{}", answer.text);
-            answer.json["export_id"].as_str().unwrap().to_owned()
-        })
-        .collect();
-    assert_eq!(ids.len(), 1, "{ids:?}");
-    let id = ids.into_iter().next().unwrap();
+    let id = one_job_from_concurrent_posts(&base1, &base2);
 
     let reference = deployment.reference();
     let status = wait_done(&base1, &id);
