@@ -25,6 +25,15 @@ pub trait Progress: Send + Sync {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ProgressEvent {
+    /// The dump's records would take about `estimated_bytes` read whole,
+    /// past the memory budget of `budget_bytes`: the build spills its
+    /// responses to sorted runs on disk (sent once, before any other event).
+    Spilling {
+        /// What reading the dump whole would take, estimated from its size.
+        estimated_bytes: u64,
+        /// The memory budget.
+        budget_bytes: u64,
+    },
     /// Records were checked and pivoted; `bytes` of entry data will be written.
     Writing {
         /// Uncompressed bytes of all entries together.
@@ -344,5 +353,62 @@ impl Config {
                 OffsetDateTime::UNIX_EPOCH + time::Duration::days(10 * 365 + 2),
             ),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memory_sizes_take_binary_suffixes() {
+        let mib = 1u64 << 20;
+        assert_eq!(parse_memory_size("400M"), Some(400 * mib));
+        assert_eq!(parse_memory_size("2G"), Some(2 << 30));
+        assert_eq!(parse_memory_size("1T"), Some(1 << 40));
+        assert_eq!(parse_memory_size("64K"), Some(64 << 10));
+        assert_eq!(parse_memory_size("16777216"), Some(16 * mib));
+        // The spellings an operator may reach for, all binary.
+        for text in ["400m", "400MB", "400MiB", "400 M", " 400M "] {
+            assert_eq!(parse_memory_size(text), Some(400 * mib), "{text:?}");
+        }
+    }
+
+    #[test]
+    fn memory_sizes_refuse_what_is_not_a_whole_size() {
+        for text in [
+            "", "M", "-1M", "+1M", "1.5G", "400X", "4 0M", "400MM", "G400", "0x10", "1e9",
+        ] {
+            assert_eq!(parse_memory_size(text), None, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn memory_sizes_that_overflow_are_refused() {
+        // 2^64 bytes, as a number and as 16 EiB spelt in terabytes.
+        assert_eq!(parse_memory_size("18446744073709551616"), None);
+        assert_eq!(parse_memory_size("16777216T"), None);
+        assert_eq!(parse_memory_size("16777215T"), Some(16_777_215 << 40));
+        assert_eq!(parse_memory_size("18446744073709551615"), Some(u64::MAX));
+    }
+
+    #[test]
+    fn a_budget_below_16_mib_is_refused_at_freeze() {
+        let below = parse_memory_size("16383K").unwrap();
+        let refused = ExportOptions::new().memory_budget(below).freeze();
+        assert!(
+            matches!(
+                refused,
+                Err(Error::InvalidOption {
+                    option: "memory_budget",
+                    ..
+                })
+            ),
+            "{:?}",
+            refused.err()
+        );
+        let least = parse_memory_size("16M").unwrap();
+        assert_eq!(least, MIN_MEMORY_BUDGET);
+        assert!(ExportOptions::new().memory_budget(least).freeze().is_ok());
     }
 }

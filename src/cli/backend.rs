@@ -11,6 +11,7 @@ use batch_export::jobs::{
     BuildJob, Builder, Catalog, DumpBuilder, JobError, Jobs, JobsConfig, ReusePolicy, StoreSpec,
     SystemClock,
 };
+#[cfg(feature = "s3")]
 use batch_export::s3::{S3Config, S3Location, S3Objects};
 
 /// The job store, folders and worker settings of `serve` and `worker`.
@@ -152,6 +153,7 @@ impl BackendArgs {
 
     /// How `--objects` and `--data` reach S3: the AWS_* variables and
     /// `--s3-retry-seconds`.
+    #[cfg(feature = "s3")]
     fn s3_config(&self) -> S3Config {
         let mut s3 = S3Config::from_vars(|name| std::env::var(name).ok());
         s3.retry_timeout = self.s3_retry_seconds.map(Duration::from_secs);
@@ -160,18 +162,30 @@ impl BackendArgs {
 
     /// `config` publishing archives to `objects`: a folder or an S3 location.
     fn objects(&self, config: JobsConfig, objects: &str) -> anyhow::Result<JobsConfig> {
-        if !S3Location::is_s3_url(objects) {
+        if !objects.starts_with("s3://") {
             anyhow::ensure!(
                 !objects.contains("://"),
                 "--objects takes a folder or s3://BUCKET/PREFIX"
             );
             return Ok(config.objects_dir(objects));
         }
+        self.objects_s3(config, objects)
+    }
+
+    /// `config` publishing archives to the S3 location `objects`.
+    #[cfg(feature = "s3")]
+    fn objects_s3(&self, config: JobsConfig, objects: &str) -> anyhow::Result<JobsConfig> {
         let location = S3Location::parse(objects).context("--objects")?;
         let store = S3Objects::new(location, &self.s3_config())
             .context("--objects: the S3 client")?
             .with_part_pause(Duration::from_millis(self.test_upload_pause_ms));
         Ok(config.objects_s3(store))
+    }
+
+    /// Without feature `s3`, `--objects` is a folder.
+    #[cfg(not(feature = "s3"))]
+    fn objects_s3(&self, _: JobsConfig, _: &str) -> anyhow::Result<JobsConfig> {
+        anyhow::bail!("--objects s3://... needs a build with the `s3` feature")
     }
 }
 

@@ -38,6 +38,19 @@ impl Progress for BarProgress {
             }
             ProgressEvent::Advanced { bytes } => self.bar.inc(bytes),
             ProgressEvent::Finished => self.bar.finish_and_clear(),
+            // Printed even without a terminal: it explains the memory and
+            // disk a big build uses, and where its time goes.
+            ProgressEvent::Spilling {
+                estimated_bytes,
+                budget_bytes,
+            } => self.bar.suspend(|| {
+                eprintln!(
+                    "the dump would take about {} in memory, past the memory budget of {}: \
+                     spilling sorted runs to disk",
+                    indicatif::HumanBytes(estimated_bytes),
+                    indicatif::HumanBytes(budget_bytes),
+                )
+            }),
             _ => {}
         }
     }

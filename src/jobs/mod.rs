@@ -572,7 +572,41 @@ impl BuildJob<'_> {
 
 impl Builder for DumpBuilder {
     fn build(&self, job: &BuildJob<'_>) -> Result<(), crate::Error> {
-        Dump::build(job.dump_dir, job.output, &job.export_options()?)?;
+        let options = job.export_options()?.progress(Arc::new(SpillLog::of(job)));
+        Dump::build(job.dump_dir, job.output, &options)?;
         Ok(())
+    }
+}
+
+/// Logs, as `build spills past the memory budget`, that a job's dump is
+/// past the budget: the operator then knows why the build takes disk
+/// beside its archive and longer than one in memory.
+pub(crate) struct SpillLog {
+    export_id: String,
+}
+
+impl SpillLog {
+    /// The log of `job`'s build.
+    pub(crate) fn of(job: &BuildJob<'_>) -> SpillLog {
+        SpillLog {
+            export_id: job.export_id.to_owned(),
+        }
+    }
+}
+
+impl crate::Progress for SpillLog {
+    fn event(&self, event: crate::ProgressEvent) {
+        if let crate::ProgressEvent::Spilling {
+            estimated_bytes,
+            budget_bytes,
+        } = event
+        {
+            tracing::info!(
+                export_id = %self.export_id,
+                estimated_mib = estimated_bytes >> 20,
+                budget_mib = budget_bytes >> 20,
+                "build spills past the memory budget"
+            );
+        }
     }
 }

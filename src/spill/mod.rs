@@ -30,7 +30,7 @@ mod views;
 use std::path::Path;
 
 use crate::dump::{DirBlobSource, Dump, DumpDir};
-use crate::options::ExportOptions;
+use crate::options::{ExportOptions, ProgressEvent};
 use crate::output;
 
 use crate::archive::{self, write_pivoted, Context, WriteSeek};
@@ -63,6 +63,10 @@ impl Dump {
         if !needs_spill(root, &config) {
             return Dump::open(root)?.export_to_path(path, options);
         }
+        config.report(ProgressEvent::Spilling {
+            estimated_bytes: estimated_memory(root).0,
+            budget_bytes: config.memory_budget,
+        });
         let temp_parent = match (&config.temp_dir, path.parent()) {
             (Some(dir), _) => dir.clone(),
             (None, Some(parent)) if !parent.as_os_str().is_empty() => parent.to_path_buf(),

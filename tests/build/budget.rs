@@ -6,10 +6,10 @@
 use std::fs;
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use batch_export::synth::{generate, SynthOptions};
-use batch_export::{Dump, Error, ExportFilter, ExportOptions};
+use batch_export::{Dump, Error, ExportFilter, ExportOptions, Progress, ProgressEvent};
 use sha2::{Digest, Sha256};
 
 use crate::common::*;
@@ -206,4 +206,43 @@ fn a_budget_below_16_mib_is_refused() {
         ),
         "{err}"
     );
+}
+
+/// The progress events of one build, in order.
+#[derive(Default)]
+struct Events(Mutex<Vec<ProgressEvent>>);
+
+impl Progress for Events {
+    fn event(&self, event: ProgressEvent) {
+        self.0.lock().unwrap().push(event);
+    }
+}
+
+#[test]
+fn a_build_reports_spilling_first_and_only_past_its_budget() {
+    for (budget, spills) in [(16 * MIB, true), (u64::MAX, false)] {
+        let events = Arc::new(Events::default());
+        let options = ExportOptions::new()
+            .memory_budget(budget)
+            .progress(events.clone());
+        built(big_dump(), options).unwrap();
+        let events = events.0.lock().unwrap();
+        let spilling: Vec<usize> = (0..events.len())
+            .filter(|&i| matches!(events[i], ProgressEvent::Spilling { .. }))
+            .collect();
+        if !spills {
+            assert!(spilling.is_empty(), "{events:?}");
+            continue;
+        }
+        assert_eq!(spilling, [0], "{events:?}");
+        let ProgressEvent::Spilling {
+            estimated_bytes,
+            budget_bytes,
+        } = events[0]
+        else {
+            unreachable!()
+        };
+        assert_eq!(budget_bytes, budget);
+        assert!(estimated_bytes > budget, "{estimated_bytes}");
+    }
 }

@@ -3,6 +3,9 @@
 //! builds past the memory budget (issue 13).
 
 mod budget;
+// The binary past its budget: its spill line, SIGINT and SIGTERM mid-spill.
+#[cfg(feature = "cli")]
+mod budget_process;
 // The binary is built only with the `cli` feature.
 #[cfg(feature = "cli")]
 mod cli;

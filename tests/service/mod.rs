@@ -3,6 +3,7 @@
 //! where a test must catch a job mid-build, a builder held at a gate.
 
 mod api;
+mod budget;
 mod client;
 mod client_faults;
 mod hostile;
