@@ -22,6 +22,17 @@
 //! again, so a directory swapped for a link between resolving and opening
 //! is caught as well. A hard link is a name inside the dump like any
 //! other, so it is allowed.
+//!
+//! On Linux a file is first opened with `openat2(RESOLVE_BENEATH)` from the
+//! dump directory itself: the kernel resolves the path and refuses any step
+//! out of the directory, in one system call and with no window between
+//! check and use. Resolving a path component by component (`realpath`: a
+//! `readlink` per component) cost about a tenth of a build's CPU over
+//! 75,000 uploads. Whatever that call does not open as a regular file (a
+//! link out of the dump, an absolute link back into it, `..` above the
+//! dump, a FIFO, a kernel without `openat2`) goes the resolving way above,
+//! which decides and words every refusal: the fast way only ever opens
+//! what the slow way would have opened.
 
 use std::fs::{File, Metadata};
 use std::io;
@@ -69,6 +80,9 @@ pub struct DumpDir {
     root: PathBuf,
     /// `root` with every link resolved, what resolved paths must start with.
     canonical: Option<PathBuf>,
+    /// The directory itself (`O_PATH`), what `openat2` resolves beneath.
+    #[cfg(target_os = "linux")]
+    beneath: Option<std::sync::Arc<std::os::fd::OwnedFd>>,
 }
 
 impl DumpDir {
@@ -77,7 +91,12 @@ impl DumpDir {
     pub fn new(root: impl AsRef<Path>) -> DumpDir {
         let root = root.as_ref().to_path_buf();
         let canonical = root.canonicalize().ok();
-        DumpDir { root, canonical }
+        DumpDir {
+            #[cfg(target_os = "linux")]
+            beneath: canonical.as_deref().and_then(beneath::open_dir),
+            root,
+            canonical,
+        }
     }
 
     /// The directory as given.
@@ -111,6 +130,10 @@ impl DumpDir {
     /// The metadata of the regular file `relative` resolves to, without
     /// opening it (what a directory walk or a size check needs).
     pub fn metadata(&self, relative: impl AsRef<Path>) -> Result<Metadata, DumpPathError> {
+        #[cfg(target_os = "linux")]
+        if let Some(meta) = self.beneath_regular(relative.as_ref(), libc::O_PATH) {
+            return Ok(meta.1);
+        }
         let resolved = self.resolve(relative)?;
         let meta = std::fs::symlink_metadata(&resolved).map_err(not_found_is_missing)?;
         check_regular(&meta)?;
@@ -119,12 +142,27 @@ impl DumpDir {
 
     /// Opens the regular file `relative` resolves to, for reading.
     pub fn open(&self, relative: impl AsRef<Path>) -> Result<File, DumpPathError> {
+        #[cfg(target_os = "linux")]
+        if let Some((file, _)) =
+            self.beneath_regular(relative.as_ref(), libc::O_RDONLY | libc::O_NONBLOCK)
+        {
+            return Ok(file);
+        }
         let resolved = self.resolve(relative)?;
         let file = open_no_follow(&resolved)?;
         let meta = file.metadata().map_err(DumpPathError::Io)?;
         check_regular(&meta)?;
         self.check_opened(&file)?;
         Ok(file)
+    }
+
+    /// `relative` opened beneath the dump directory with `flags`, when it
+    /// is a regular file there; `None` sends the caller the resolving way.
+    #[cfg(target_os = "linux")]
+    fn beneath_regular(&self, relative: &Path, flags: libc::c_int) -> Option<(File, Metadata)> {
+        let file = beneath::open(self.beneath.as_deref()?, relative, flags)?;
+        let meta = file.metadata().ok()?;
+        meta.file_type().is_file().then_some((file, meta))
     }
 
     /// On Linux, the open file's own path must still lie inside the dump.
@@ -142,6 +180,52 @@ impl DumpDir {
     #[cfg(not(target_os = "linux"))]
     fn check_opened(&self, _file: &File) -> Result<(), DumpPathError> {
         Ok(())
+    }
+}
+
+/// `openat2` with `RESOLVE_BENEATH`: the kernel's own confinement.
+#[cfg(target_os = "linux")]
+mod beneath {
+    use std::ffi::CString;
+    use std::fs::File;
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    use std::os::unix::ffi::OsStrExt;
+    use std::path::Path;
+    use std::sync::Arc;
+
+    /// The directory at `canonical`, opened to resolve paths beneath it.
+    pub(super) fn open_dir(canonical: &Path) -> Option<Arc<OwnedFd>> {
+        let path = CString::new(canonical.as_os_str().as_bytes()).ok()?;
+        let flags = libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC;
+        // SAFETY: a valid NUL-terminated path; the fd returned is ours.
+        let fd = unsafe { libc::open(path.as_ptr(), flags) };
+        // SAFETY: a fresh fd, owned by nothing else.
+        (fd >= 0).then(|| Arc::new(unsafe { OwnedFd::from_raw_fd(fd) }))
+    }
+
+    /// `relative` opened beneath `dir`, following links only while they
+    /// stay beneath it (no absolute link, no `..` above it, no `/proc`
+    /// magic link); `None` on any failure, whatever its cause.
+    pub(super) fn open(dir: &OwnedFd, relative: &Path, flags: libc::c_int) -> Option<File> {
+        let path = CString::new(relative.as_os_str().as_bytes()).ok()?;
+        // SAFETY: open_how is plain integers; zero is "no flags".
+        let mut how: libc::open_how = unsafe { std::mem::zeroed() };
+        how.flags = (flags | libc::O_CLOEXEC) as u64;
+        how.resolve = libc::RESOLVE_BENEATH | libc::RESOLVE_NO_MAGICLINKS;
+        // SAFETY: a valid directory fd, NUL-terminated path and open_how of
+        // the size passed; the fd returned is ours.
+        let fd = unsafe {
+            libc::syscall(
+                libc::SYS_openat2,
+                dir.as_raw_fd(),
+                path.as_ptr(),
+                &how as *const libc::open_how,
+                std::mem::size_of::<libc::open_how>(),
+            )
+        };
+        let fd = libc::c_int::try_from(fd).ok().filter(|&fd| fd >= 0)?;
+        // SAFETY: a fresh fd, owned by nothing else.
+        Some(File::from(unsafe { OwnedFd::from_raw_fd(fd) }))
     }
 }
 
@@ -289,6 +373,42 @@ mod tests {
         assert!(matches!(
             dump.open("uploads/real/x"),
             Err(DumpPathError::Missing)
+        ));
+    }
+
+    /// The kernel's way opens what lies beneath the dump and nothing else;
+    /// what it leaves to the resolving way (an absolute link back inside)
+    /// still opens.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn the_kernel_way_opens_only_beneath_the_dump() {
+        let (dir, outside, dump) = dump();
+        symlink("real", dir.path().join("uploads/inside")).unwrap();
+        symlink(
+            outside.path().join("secret"),
+            dir.path().join("uploads/out"),
+        )
+        .unwrap();
+        symlink(outside.path(), dir.path().join("blobs")).unwrap();
+        let absolute = dump.canonical.clone().unwrap().join("uploads/real");
+        symlink(&absolute, dir.path().join("uploads/absolute")).unwrap();
+        let root = dump.beneath.as_deref().expect("the dump directory opens");
+        let opens = |relative: &str| beneath::open(root, Path::new(relative), libc::O_RDONLY);
+        let mut bytes = String::new();
+        let mut file = opens("uploads/inside").expect("a link inside");
+        io::Read::read_to_string(&mut file, &mut bytes).unwrap();
+        assert_eq!(bytes, "bytes");
+        for refused in ["uploads/out", "blobs/secret", "../x", "uploads/absolute"] {
+            assert!(opens(refused).is_none(), "{refused}");
+        }
+        assert!(opens(outside.path().join("secret").to_str().unwrap()).is_none());
+        // Left to the resolving way, which allows the absolute link inside.
+        assert!(dump.open("uploads/absolute").is_ok());
+        assert_eq!(dump.metadata("uploads/absolute").unwrap().len(), 5);
+        assert_eq!(dump.metadata("uploads/inside").unwrap().len(), 5);
+        assert!(matches!(
+            dump.metadata("uploads"),
+            Err(DumpPathError::NotRegular("directory"))
         ));
     }
 
