@@ -135,22 +135,25 @@ impl<'a> Pass<'a> {
         self.config.check_cancelled()?;
         // Once a problem is found the build is refused: only the checks go on.
         let refused = !self.problems.is_empty();
-        let prepared: Vec<Prepared> = slice
-            .par_iter()
-            .map(|(line, response)| self.prepare(*line, response, refused))
+        // Each response is freed by the worker that prepared it.
+        let mut prepared: Vec<Prepared> = slice
+            .into_par_iter()
+            .map(|(line, response)| self.prepare(line, &response, refused))
             .collect();
-        for one in prepared {
-            for problem in one.problems {
+        for one in &mut prepared {
+            for problem in std::mem::take(&mut one.problems) {
                 self.problems.push(problem);
             }
             self.ids.push(&[&one.id_key], &[]);
             self.latest = self.latest.max(one.latest);
-            match one.scope {
+            match &one.scope {
                 Scope::Out => {}
                 Scope::Excluded => self.counts.excluded_no_submission += 1,
-                Scope::Exported(exported) => self.keep(*exported),
+                Scope::Exported(exported) => self.keep(exported),
             }
         }
+        // Freed by the pool too, not one by one on this thread.
+        prepared.into_par_iter().for_each(drop);
         if self.views.held() + self.ids.held() >= self.limit {
             self.flush()?;
         }
@@ -194,7 +197,7 @@ impl<'a> Pass<'a> {
         }
     }
 
-    fn keep(&mut self, e: Exported) {
+    fn keep(&mut self, e: &Exported) {
         self.counts.responses += 1;
         if let Some(rows) = &mut self.counts.responses_csv_rows {
             *rows += e.items;
@@ -203,13 +206,14 @@ impl<'a> Pass<'a> {
         self.tasks_seen[e.task] = true;
         self.estimate += e.payload.len() as u64;
         if self.config.include_files {
-            for (position, key) in e.keys.into_iter().enumerate() {
-                let first = (e.by_submission.clone(), position);
-                match self.first_uses.get_mut(&key) {
-                    Some(known) if *known <= first => {}
-                    Some(known) => *known = first,
+            for (position, key) in e.keys.iter().enumerate() {
+                let first = (e.by_submission.as_slice(), position);
+                match self.first_uses.get_mut(key) {
+                    Some(known) if (known.0.as_slice(), known.1) <= first => {}
+                    Some(known) => *known = (e.by_submission.clone(), position),
                     None => {
-                        self.first_uses.insert(key, first);
+                        self.first_uses
+                            .insert(key.clone(), (e.by_submission.clone(), position));
                     }
                 }
             }
@@ -276,23 +280,31 @@ impl<'a> Pass<'a> {
         let mut merge = Merge::open(&self.id_runs).map_err(|e| Error::io(self.dir, e))?;
         let mut found: Vec<(u64, Problem)> = Vec::new();
         let mut total = 0usize;
-        let mut first: Option<(Vec<u8>, u64)> = None;
-        while let Some(record) = merge.next_record().map_err(|e| Error::io(self.dir, e))? {
-            let (id, line) = record.key.split_at(record.key.len() - 8);
+        // The first line of the id last met (empty before the first id:
+        // every key holds its id's length, so none is empty).
+        let (mut first_id, mut first_line) = (Vec::new(), 0);
+        let mut take = |key: &[u8], _: &[u8]| {
+            let (id, line) = key.split_at(key.len() - 8);
             let line = u64::from_be_bytes(line.try_into().expect("8 bytes"));
-            match &first {
-                Some((first_id, first_line)) if first_id == id => {
-                    total += 1;
-                    let text = String::from_utf8_lossy(&id[4..]);
-                    let problem = duplicate(RecordFile::Responses, "id", &text, line, *first_line);
-                    found.push((line, problem));
-                    if found.len() >= 2 * PROBLEM_CAP {
-                        keep_first_lines(&mut found);
-                    }
+            if first_id == id {
+                total += 1;
+                let text = String::from_utf8_lossy(&id[4..]);
+                let problem = duplicate(RecordFile::Responses, "id", &text, line, first_line);
+                found.push((line, problem));
+                if found.len() >= 2 * PROBLEM_CAP {
+                    keep_first_lines(&mut found);
                 }
-                _ => first = Some((id.to_vec(), line)),
+            } else {
+                first_id.clear();
+                first_id.extend_from_slice(id);
+                first_line = line;
             }
-        }
+        };
+        while merge
+            .pop_with(&mut take)
+            .map_err(|e| Error::io(self.dir, e))?
+            .is_some()
+        {}
         keep_first_lines(&mut found);
         let mut problems = Problems::default();
         let listed = found.len();

@@ -11,8 +11,6 @@
 //! build ends in a unique id), so the merged order is total and the same
 //! however the records were cut into runs.
 
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
 use std::fs::File;
 use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
@@ -100,6 +98,34 @@ impl RunBuffer {
         &self.bytes[start..start + slot.payload_len as usize]
     }
 
+    /// Writes the run of one order: the records sorted by its key.
+    fn write_run(
+        &self,
+        dir: &Path,
+        name: &str,
+        order: usize,
+        payload: bool,
+    ) -> io::Result<PathBuf> {
+        let mut order_of: Vec<u32> = (0..self.records.len() as u32).collect();
+        order_of.par_sort_unstable_by(|&a, &b| {
+            let (a, b) = (&self.records[a as usize], &self.records[b as usize]);
+            self.key(a, order).cmp(self.key(b, order))
+        });
+        let path = dir.join(name);
+        let mut out = BufWriter::with_capacity(IO_BUFFER, File::create(&path)?);
+        for &i in &order_of {
+            let slot = &self.records[i as usize];
+            let key = self.key(slot, order);
+            let data = if payload { self.payload(slot) } else { &[] };
+            out.write_all(&(key.len() as u32).to_le_bytes())?;
+            out.write_all(&(data.len() as u32).to_le_bytes())?;
+            out.write_all(key)?;
+            out.write_all(data)?;
+        }
+        out.into_inner().map_err(io::IntoInnerError::into_error)?;
+        Ok(path)
+    }
+
     /// Writes the records as one run per order into `dir` (files named
     /// `name-<order>`), sorted by that order's key, with their payloads
     /// where `with_payload[order]` (an order only checked for repeats needs
@@ -111,99 +137,149 @@ impl RunBuffer {
         name: &str,
         with_payload: &[bool],
     ) -> io::Result<Vec<PathBuf>> {
-        let mut paths = Vec::with_capacity(self.orders);
-        let mut order_of: Vec<u32> = (0..self.records.len() as u32).collect();
-        for (order, &payload) in with_payload.iter().enumerate().take(self.orders) {
-            order_of.par_sort_unstable_by(|&a, &b| {
-                let (a, b) = (&self.records[a as usize], &self.records[b as usize]);
-                self.key(a, order).cmp(self.key(b, order))
-            });
-            let path = dir.join(format!("{name}-{order}"));
-            let mut out = BufWriter::with_capacity(IO_BUFFER, File::create(&path)?);
-            for &i in &order_of {
-                let slot = &self.records[i as usize];
-                let key = self.key(slot, order);
-                let data = if payload { self.payload(slot) } else { &[] };
-                out.write_all(&(key.len() as u32).to_le_bytes())?;
-                out.write_all(&(data.len() as u32).to_le_bytes())?;
-                out.write_all(key)?;
-                out.write_all(data)?;
-            }
-            out.into_inner().map_err(io::IntoInnerError::into_error)?;
-            paths.push(path);
-        }
+        // The orders are sorted and written at once, each on its own worker.
+        let paths = with_payload
+            .par_iter()
+            .enumerate()
+            .take(self.orders)
+            .map(|(order, &payload)| {
+                self.write_run(dir, &format!("{name}-{order}"), order, payload)
+            })
+            .collect::<io::Result<Vec<PathBuf>>>()?;
         self.bytes.clear();
         self.records.clear();
         Ok(paths)
     }
 }
 
-/// One record read back from a run.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Record {
-    pub(crate) key: Vec<u8>,
-    pub(crate) payload: Vec<u8>,
+/// The runs of one order merged: their records in key order.
+///
+/// A tournament of losers picks the smallest head: taking a record costs
+/// one comparison per level of the tree (log2 of the runs), each run's
+/// head lives in buffers reused for every record, so the merge allocates
+/// nothing per record however many runs it reads.
+pub(crate) struct Merge {
+    runs: Vec<RunReader>,
+    /// `losers[0]` is the run whose head is smallest; `losers[1..]` are the
+    /// inner nodes of the tournament, each holding the run that lost there
+    /// (the leaves, run `r` at node `runs.len() + r`, are implicit).
+    losers: Vec<usize>,
 }
 
-/// The runs of one order merged: their records in key order.
-pub(crate) struct Merge {
-    readers: Vec<BufReader<File>>,
-    /// The next record of each run not yet handed out, by key.
-    heads: BinaryHeap<Reverse<(Vec<u8>, usize)>>,
-    /// The payload of each run's head.
-    payloads: Vec<Vec<u8>>,
+/// One run being read, and its head record.
+struct RunReader {
+    reader: BufReader<File>,
+    key: Vec<u8>,
+    payload: Vec<u8>,
+    /// False once the run is read to its end (its head is then past any key).
+    live: bool,
+}
+
+impl RunReader {
+    /// Reads the next record into the head, or marks the run done.
+    fn advance(&mut self) -> io::Result<()> {
+        let mut lengths = [0u8; 8];
+        match self.reader.read_exact(&mut lengths) {
+            Ok(()) => {}
+            Err(err) if err.kind() == io::ErrorKind::UnexpectedEof => {
+                self.live = false;
+                return Ok(());
+            }
+            Err(err) => return Err(err),
+        }
+        let key_len = u32::from_le_bytes(lengths[..4].try_into().expect("4 bytes")) as usize;
+        let payload_len = u32::from_le_bytes(lengths[4..].try_into().expect("4 bytes")) as usize;
+        self.key.resize(key_len, 0);
+        self.reader.read_exact(&mut self.key)?;
+        self.payload.resize(payload_len, 0);
+        self.reader.read_exact(&mut self.payload)
+    }
 }
 
 impl Merge {
     /// Opens the runs; reads the first record of each.
     pub(crate) fn open(paths: &[PathBuf]) -> io::Result<Merge> {
+        let mut runs = Vec::with_capacity(paths.len());
+        for path in paths {
+            let mut run = RunReader {
+                reader: BufReader::with_capacity(IO_BUFFER, File::open(path)?),
+                key: Vec::new(),
+                payload: Vec::new(),
+                live: true,
+            };
+            run.advance()?;
+            runs.push(run);
+        }
         let mut merge = Merge {
-            readers: Vec::with_capacity(paths.len()),
-            heads: BinaryHeap::with_capacity(paths.len()),
-            payloads: vec![Vec::new(); paths.len()],
+            losers: vec![0; runs.len().max(1)],
+            runs,
         };
-        for (run, path) in paths.iter().enumerate() {
-            merge
-                .readers
-                .push(BufReader::with_capacity(IO_BUFFER, File::open(path)?));
-            merge.advance(run)?;
+        if !merge.runs.is_empty() {
+            merge.losers[0] = merge.play(1);
         }
         Ok(merge)
     }
 
-    /// Reads the next record of `run` into the heads, if it has one.
-    fn advance(&mut self, run: usize) -> io::Result<()> {
-        let reader = &mut self.readers[run];
-        let mut lengths = [0u8; 8];
-        match reader.read_exact(&mut lengths) {
-            Ok(()) => {}
-            Err(err) if err.kind() == io::ErrorKind::UnexpectedEof => return Ok(()),
-            Err(err) => return Err(err),
+    /// True when run `a`'s head comes before run `b`'s: read runs last,
+    /// equal keys (only from a damaged run) by run.
+    fn before(&self, a: usize, b: usize) -> bool {
+        let (ra, rb) = (&self.runs[a], &self.runs[b]);
+        match (ra.live, rb.live) {
+            (true, true) => (ra.key.as_slice(), a) < (rb.key.as_slice(), b),
+            (true, false) => true,
+            (false, true) => false,
+            (false, false) => a < b,
         }
-        let key_len = u32::from_le_bytes(lengths[..4].try_into().expect("4 bytes")) as usize;
-        let payload_len = u32::from_le_bytes(lengths[4..].try_into().expect("4 bytes")) as usize;
-        let mut key = vec![0; key_len];
-        reader.read_exact(&mut key)?;
-        let payload = &mut self.payloads[run];
-        payload.resize(payload_len, 0);
-        reader.read_exact(payload)?;
-        self.heads.push(Reverse((key, run)));
-        Ok(())
     }
 
-    /// The next record in key order, `None` once every run is read.
-    pub(crate) fn next_record(&mut self) -> io::Result<Option<Record>> {
-        let Some(Reverse((key, run))) = self.heads.pop() else {
+    /// The winner of the subtree at `node`, its losers recorded on the way.
+    fn play(&mut self, node: usize) -> usize {
+        let leaves = self.runs.len();
+        if node >= leaves {
+            return node - leaves;
+        }
+        let (left, right) = (self.play(2 * node), self.play(2 * node + 1));
+        let (winner, loser) = if self.before(left, right) {
+            (left, right)
+        } else {
+            (right, left)
+        };
+        self.losers[node] = loser;
+        winner
+    }
+
+    /// The key and payload of the next record in key order handed to
+    /// `take`, which runs before the record's run moves on; `None` once
+    /// every run is read.
+    pub(crate) fn pop_with<T>(
+        &mut self,
+        take: impl FnOnce(&[u8], &[u8]) -> T,
+    ) -> io::Result<Option<T>> {
+        let Some(&winner) = self.losers.first() else {
             return Ok(None);
         };
-        let payload = std::mem::take(&mut self.payloads[run]);
-        self.advance(run)?;
-        Ok(Some(Record { key, payload }))
+        let Some(run) = self.runs.get_mut(winner).filter(|run| run.live) else {
+            return Ok(None);
+        };
+        let taken = take(&run.key, &run.payload);
+        run.advance()?;
+        // Replay the winner's way up to the root.
+        let mut winner = winner;
+        let mut node = (winner + self.runs.len()) / 2;
+        while node >= 1 {
+            if self.before(self.losers[node], winner) {
+                std::mem::swap(&mut self.losers[node], &mut winner);
+            }
+            node /= 2;
+        }
+        self.losers[0] = winner;
+        Ok(Some(taken))
     }
 
     /// The key of the next record, without taking it.
     pub(crate) fn peek_key(&self) -> Option<&[u8]> {
-        self.heads.peek().map(|Reverse((key, _))| key.as_slice())
+        let run = self.runs.get(*self.losers.first()?)?;
+        run.live.then_some(run.key.as_slice())
     }
 }
 
@@ -225,13 +301,25 @@ mod tests {
             .collect()
     }
 
+    /// One record read back from a run.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    struct Record {
+        key: Vec<u8>,
+        payload: Vec<u8>,
+    }
+
+    fn next_record(merge: &mut Merge) -> Option<Record> {
+        merge
+            .pop_with(|key, payload| Record {
+                key: key.to_vec(),
+                payload: payload.to_vec(),
+            })
+            .unwrap()
+    }
+
     fn merged(paths: &[PathBuf]) -> Vec<Record> {
         let mut merge = Merge::open(paths).unwrap();
-        let mut out = Vec::new();
-        while let Some(record) = merge.next_record().unwrap() {
-            out.push(record);
-        }
-        out
+        std::iter::from_fn(|| next_record(&mut merge)).collect()
     }
 
     #[test]
@@ -282,10 +370,37 @@ mod tests {
         paths.extend(buffer.flush(dir.path(), "b", &[true]).unwrap());
         let mut merge = Merge::open(&paths).unwrap();
         assert_eq!(merge.peek_key(), Some(&b"a"[..]));
-        let keys: Vec<String> = std::iter::from_fn(|| merge.next_record().unwrap())
+        let keys: Vec<String> = std::iter::from_fn(|| next_record(&mut merge))
             .map(|r| String::from_utf8(r.key).unwrap())
             .collect();
         assert_eq!(keys, ["a", "aa", "ab", "abc", "b"]);
+    }
+
+    #[test]
+    fn any_number_of_runs_merges_with_empty_ones_among_them() {
+        let dir = tempfile::tempdir().unwrap();
+        for runs in 1..=9u32 {
+            let mut buffer = RunBuffer::new(1);
+            let mut paths = Vec::new();
+            let mut expected = Vec::new();
+            for run in 0..runs {
+                // Run `run` holds the numbers equal to it modulo `runs`,
+                // the last run none at all.
+                let count = if run + 1 == runs && runs > 1 { 0 } else { 50 };
+                for i in 0..count {
+                    let key = (i * runs + run).to_be_bytes();
+                    buffer.push(&[&key], &key[2..]);
+                    expected.push(key.to_vec());
+                }
+                let name = format!("{runs}-{run}");
+                paths.extend(buffer.flush(dir.path(), &name, &[true]).unwrap());
+            }
+            expected.sort();
+            let records = merged(&paths);
+            let keys: Vec<Vec<u8>> = records.iter().map(|r| r.key.clone()).collect();
+            assert_eq!(keys, expected, "{runs} runs");
+            assert!(records.iter().all(|r| r.payload == r.key[2..]));
+        }
     }
 
     #[test]

@@ -10,14 +10,15 @@
 //! exactly when a build in memory uses it.
 
 use std::fs::File;
-use std::io::{BufReader, BufWriter, Seek, SeekFrom, Write};
-use std::path::Path;
+use std::io::{self, BufReader, BufWriter, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{self, SyncSender};
 
 use rayon::prelude::*;
 
 use super::codec;
 use super::pass::ViewRuns;
-use super::runs::{Merge, Record};
+use super::runs::Merge;
 use crate::archive::entries::{task_line_ends, write_responses};
 use crate::archive::text::{compress_stream, View, WINDOW_RESPONSES};
 use crate::archive::zip::{EntryData, Method, ZipWriter};
@@ -98,6 +99,9 @@ impl Views for MergedViews<'_, '_> {
 
 impl MergedViews<'_, '_> {
     /// Hands the pieces of `view`'s text to `sink`, a window at a time.
+    /// A thread of its own merges the runs into the next window while the
+    /// pool decodes, serialises and compresses the one before, so the
+    /// merge, serial by nature, is not on the way of the parallel work.
     fn for_each_window(
         &self,
         view: View,
@@ -109,54 +113,68 @@ impl MergedViews<'_, '_> {
             View::ByTask => &self.runs.by_task,
         };
         let io_error = |e| Error::io(self.dir, e);
-        let mut merge = Merge::open(runs).map_err(io_error)?;
-        // The task whose by-task line is open: its head is written, its tail not.
-        let mut open_task: Option<usize> = None;
-        loop {
-            let window = next_window(&mut merge, view).map_err(io_error)?;
-            if window.is_empty() {
-                break;
+        std::thread::scope(|scope| {
+            // One window waits while the next is merged: three in memory at most.
+            let (windows, merged) = mpsc::sync_channel(1);
+            scope.spawn(move || merge_windows(runs, view, &windows));
+            // The task whose by-task line is open: its head is written, its tail not.
+            let mut open_task: Option<usize> = None;
+            for window in merged {
+                let pieces =
+                    self.window_pieces(&window.map_err(io_error)?, view, config, &mut open_task)?;
+                sink(pieces)?;
             }
-            let responses: Vec<Response> = window
-                .par_iter()
-                .map(|record| codec::decode(&record.payload))
-                .collect::<Option<_>>()
-                .ok_or_else(|| io_error(std::io::Error::other("a spilled run is damaged")))?;
-            drop(window);
-            let file_keys = FileKeys::of_responses(&responses);
-            let exported: Vec<Exported<'_>> = responses
-                .iter()
-                .enumerate()
-                .map(|(i, r)| {
-                    self.lookup
-                        .in_scope(i, r, config)
-                        .expect("only exported responses are spilled")
-                })
-                .collect();
-            let pieces = match view {
-                View::ByTask => {
-                    let pivot = self.pivot.window(Vec::new(), exported, &file_keys);
-                    self.task_pieces(&pivot, &mut open_task)
-                }
-                View::BySubmission | View::ResponsesCsv => {
-                    let pivot = self.pivot.window(exported, Vec::new(), &file_keys);
-                    (0..pivot.submission_groups.len())
-                        .into_par_iter()
-                        .map(|g| {
-                            let mut line =
-                                Vec::with_capacity(256 * pivot.submission_groups[g].0.len());
-                            view.line(&pivot, g, &mut line);
-                            line
-                        })
-                        .collect()
-                }
-            };
-            sink(pieces)?;
-        }
-        if let Some(task) = open_task {
-            sink(vec![task_line_ends(self.pivot, task).1])?;
-        }
-        Ok(())
+            if let Some(task) = open_task {
+                sink(vec![task_line_ends(self.pivot, task).1])?;
+            }
+            Ok(())
+        })
+    }
+
+    /// The text of one window of `view`: its responses decoded, looked up
+    /// and serialised, in parallel.
+    fn window_pieces(
+        &self,
+        window: &Window,
+        view: View,
+        config: &Config,
+        open_task: &mut Option<usize>,
+    ) -> Result<Vec<Vec<u8>>, Error> {
+        let responses: Vec<Response> = (0..window.ends.len())
+            .into_par_iter()
+            .map(|i| codec::decode(window.payload(i)))
+            .collect::<Option<_>>()
+            .ok_or_else(|| Error::io(self.dir, io::Error::other("a spilled run is damaged")))?;
+        let file_keys = FileKeys::of_responses(&responses);
+        let exported: Vec<Exported<'_>> = responses
+            .par_iter()
+            .enumerate()
+            .map(|(i, r)| {
+                self.lookup
+                    .in_scope(i, r, config)
+                    .expect("only exported responses are spilled")
+            })
+            .collect();
+        let pieces = match view {
+            View::ByTask => {
+                let pivot = self.pivot.window(Vec::new(), exported, &file_keys);
+                self.task_pieces(&pivot, open_task)
+            }
+            View::BySubmission | View::ResponsesCsv => {
+                let pivot = self.pivot.window(exported, Vec::new(), &file_keys);
+                (0..pivot.submission_groups.len())
+                    .into_par_iter()
+                    .map(|g| {
+                        let mut line = Vec::with_capacity(256 * pivot.submission_groups[g].0.len());
+                        view.line(&pivot, g, &mut line);
+                        line
+                    })
+                    .collect()
+            }
+        };
+        // Freed by the pool, not one by one on this thread.
+        responses.into_par_iter().for_each(drop);
+        Ok(pieces)
     }
 
     /// The by-task text of one window: its tasks' responses, with the ends
@@ -190,22 +208,71 @@ impl MergedViews<'_, '_> {
     }
 }
 
+/// The payloads of a window of a view's records, back to back.
+struct Window {
+    bytes: Vec<u8>,
+    /// Where each record's payload ends in `bytes`.
+    ends: Vec<usize>,
+}
+
+impl Window {
+    fn payload(&self, i: usize) -> &[u8] {
+        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        &self.bytes[start..self.ends[i]]
+    }
+}
+
+/// Merges `runs` and sends their records to `windows` a window at a time,
+/// until they are all sent, a read fails (its error is sent), or nobody
+/// takes them any more (the view failed).
+fn merge_windows(runs: &[PathBuf], view: View, windows: &SyncSender<io::Result<Window>>) {
+    let mut merge = match Merge::open(runs) {
+        Ok(merge) => merge,
+        Err(err) => {
+            let _ = windows.send(Err(err));
+            return;
+        }
+    };
+    // Sized from the window before: no growing after the first.
+    let mut bytes_hint = 0;
+    loop {
+        match next_window(&mut merge, view, bytes_hint) {
+            Ok(window) if window.ends.is_empty() => return,
+            Ok(window) => {
+                bytes_hint = window.bytes.len();
+                if windows.send(Ok(window)).is_err() {
+                    return;
+                }
+            }
+            Err(err) => {
+                let _ = windows.send(Err(err));
+                return;
+            }
+        }
+    }
+}
+
 /// The next records of a view: about [`WINDOW_RESPONSES`], and for the
 /// views grouped by submission, up to the end of a submission (the first
 /// four bytes of the key are the submission's rank).
-fn next_window(merge: &mut Merge, view: View) -> std::io::Result<Vec<Record>> {
-    let mut window: Vec<Record> = Vec::with_capacity(WINDOW_RESPONSES);
+fn next_window(merge: &mut Merge, view: View, bytes_hint: usize) -> io::Result<Window> {
+    let mut window = Window {
+        bytes: Vec::with_capacity(bytes_hint + bytes_hint / 8),
+        ends: Vec::with_capacity(WINDOW_RESPONSES + 128),
+    };
+    let by_submission = view != View::ByTask;
+    let mut submission = [0u8; 4];
     while let Some(next) = merge.peek_key() {
-        if window.len() >= WINDOW_RESPONSES {
-            let same_submission = window.last().is_some_and(|last| last.key[..4] == next[..4]);
-            if view == View::ByTask || !same_submission {
-                break;
+        if window.ends.len() >= WINDOW_RESPONSES && (!by_submission || next[..4] != submission) {
+            break;
+        }
+        merge.pop_with(|key, payload| {
+            if by_submission {
+                submission.copy_from_slice(&key[..4]);
             }
-        }
-        match merge.next_record()? {
-            Some(record) => window.push(record),
-            None => break,
-        }
+            window.bytes.extend_from_slice(payload);
+            window.ends.push(window.bytes.len());
+        })?;
     }
     Ok(window)
 }
