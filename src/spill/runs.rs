@@ -106,14 +106,25 @@ impl RunBuffer {
         order: usize,
         payload: bool,
     ) -> io::Result<PathBuf> {
-        let mut order_of: Vec<u32> = (0..self.records.len() as u32).collect();
-        order_of.par_sort_unstable_by(|&a, &b| {
-            let (a, b) = (&self.records[a as usize], &self.records[b as usize]);
-            self.key(a, order).cmp(self.key(b, order))
+        // Sorted by the keys' first bytes as a number, which decides most
+        // comparisons without reading the records; the keys are compared
+        // whole only when those are equal (a shorter key is zero-padded, so
+        // a key that prefixes another still sorts first).
+        let mut order_of: Vec<(u128, u32)> = self
+            .records
+            .par_iter()
+            .enumerate()
+            .map(|(i, slot)| (key_prefix(self.key(slot, order)), i as u32))
+            .collect();
+        order_of.par_sort_unstable_by(|&(prefix_a, a), &(prefix_b, b)| {
+            prefix_a.cmp(&prefix_b).then_with(|| {
+                let (a, b) = (&self.records[a as usize], &self.records[b as usize]);
+                self.key(a, order).cmp(self.key(b, order))
+            })
         });
         let path = dir.join(name);
         let mut out = BufWriter::with_capacity(IO_BUFFER, File::create(&path)?);
-        for &i in &order_of {
+        for &(_, i) in &order_of {
             let slot = &self.records[i as usize];
             let key = self.key(slot, order);
             let data = if payload { self.payload(slot) } else { &[] };
@@ -150,6 +161,15 @@ impl RunBuffer {
         self.records.clear();
         Ok(paths)
     }
+}
+
+/// The first 16 bytes of `key` as a big-endian number, zero-padded: its
+/// order is the keys' byte order wherever two prefixes differ.
+fn key_prefix(key: &[u8]) -> u128 {
+    let mut bytes = [0u8; 16];
+    let len = key.len().min(16);
+    bytes[..len].copy_from_slice(&key[..len]);
+    u128::from_be_bytes(bytes)
 }
 
 /// The runs of one order merged: their records in key order.
@@ -374,6 +394,29 @@ mod tests {
             .map(|r| String::from_utf8(r.key).unwrap())
             .collect();
         assert_eq!(keys, ["a", "aa", "ab", "abc", "b"]);
+    }
+
+    #[test]
+    fn keys_past_the_sorted_prefix_and_zero_bytes_keep_byte_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let long = "0123456789abcdef";
+        let mut keys: Vec<Vec<u8>> = vec![
+            format!("{long}z").into_bytes(),
+            b"ab\0".to_vec(),
+            format!("{long}a").into_bytes(),
+            b"ab".to_vec(),
+            long.as_bytes().to_vec(),
+            b"ab\0\0".to_vec(),
+            format!("{long}az").into_bytes(),
+        ];
+        let mut buffer = RunBuffer::new(1);
+        for key in &keys {
+            buffer.push(&[key], b"");
+        }
+        let paths = buffer.flush(dir.path(), "k", &[true]).unwrap();
+        keys.sort();
+        let sorted: Vec<Vec<u8>> = merged(&paths).into_iter().map(|r| r.key).collect();
+        assert_eq!(sorted, keys);
     }
 
     #[test]
