@@ -15,6 +15,18 @@ const LENGTH_EXTRA: [u8; 29] = [
     0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3, 4, 4, 4, 4, 5, 5, 5, 5, 0,
 ];
 
+/// Extra bits of the literal/length symbols 0..=285 (literals and the
+/// end of block have none), as the literal/length tables hold them.
+const LENGTH_EXTRA_OF_SYMBOL: [u8; 286] = {
+    let mut extra = [0u8; 286];
+    let mut i = 0;
+    while i < LENGTH_EXTRA.len() {
+        extra[257 + i] = LENGTH_EXTRA[i];
+        i += 1;
+    }
+    extra
+};
+
 /// Extra bits of the distance codes 0..=29.
 const DISTANCE_EXTRA: [u8; 30] = [
     0, 0, 0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7, 8, 8, 9, 9, 10, 10, 11, 11, 12, 12, 13,
@@ -142,10 +154,20 @@ const FIRST_BITS: u32 = 10;
 /// Marks a first-level entry that points at a second-level table.
 const LINK: u32 = 1 << 31;
 
+/// The extra-bits count of a symbol that is coded but must not occur
+/// (literal/length 286 and 287, distance 30 and 31).
+const INVALID: u32 = 0xff;
+
+/// The most bits one symbol and its extra bits take: a distance code of 15
+/// bits and 13 extra bits.
+const MAX_SYMBOL_BITS: u32 = 28;
+
 /// A canonical Huffman code as lookup tables indexed by the stream's next
-/// bits. A symbol's entry is `symbol << 8 | length` (0: no code matches); a
-/// link is `LINK | offset << 8 | bits` for a second table at `offset` in
-/// the same vector, indexed by the `bits` after the first ones.
+/// bits. A symbol's entry is `symbol << 16 | extra << 8 | length` (0: no
+/// code matches), where `extra` is the count of extra bits that follow the
+/// symbol's code ([`INVALID`]: a symbol no stream may use); a link is
+/// `LINK | offset << 8 | bits` for a second table at `offset` in the same
+/// vector, indexed by the `bits` after the first ones.
 #[derive(Default)]
 struct Code {
     entries: Vec<u32>,
@@ -155,6 +177,13 @@ struct Code {
 impl Code {
     /// Builds the tables from each symbol's code length (0: not used).
     fn build(&mut self, lengths: &[u8]) -> Result<(), MalformedStream> {
+        self.build_with_extra(lengths, &[])
+    }
+
+    /// Builds the tables, each symbol's entry also holding the count of
+    /// extra bits that follow its code: `extra[symbol]`, [`INVALID`] past
+    /// the end of `extra` (none at all when `extra` is empty).
+    fn build_with_extra(&mut self, lengths: &[u8], extra: &[u8]) -> Result<(), MalformedStream> {
         let mut count = [0u16; 16];
         for &length in lengths {
             count[length as usize] += 1;
@@ -183,7 +212,12 @@ impl Code {
             let length = length as u32;
             let reversed = next[length as usize].reverse_bits() >> (32 - length);
             next[length as usize] += 1;
-            let entry = (symbol as u32) << 8 | length;
+            let extra = match extra.get(symbol) {
+                _ if extra.is_empty() => 0,
+                Some(&bits) => bits as u32,
+                None => INVALID,
+            };
+            let entry = (symbol as u32) << 16 | extra << 8 | length;
             if length <= first {
                 for index in (reversed as usize..1 << first).step_by(1 << length) {
                     self.entries[index] = entry;
@@ -211,19 +245,24 @@ impl Code {
 
     /// Reads one symbol.
     fn decode(&self, bits: &mut BitReader<'_>) -> Result<u16, MalformedStream> {
-        let ahead = bits.peek();
+        let entry = self.entry(bits.peek())?;
+        bits.skip((entry & 0xff) as usize)?;
+        Ok((entry >> 16) as u16)
+    }
+
+    /// The entry of the symbol whose code starts `ahead`'s bits.
+    #[inline(always)]
+    fn entry(&self, ahead: u64) -> Result<u32, MalformedStream> {
         let mut entry = self.entries[ahead as usize & ((1 << self.first_bits) - 1)];
         if entry & LINK != 0 {
             let offset = ((entry & !LINK) >> 8) as usize;
             let index = (ahead >> self.first_bits) as usize & ((1 << (entry & 0xff)) - 1);
             entry = *self.entries.get(offset + index).ok_or(MalformedStream)?;
         }
-        let length = entry & 0xff;
-        if length == 0 {
+        if entry & 0xff == 0 {
             return Err(MalformedStream);
         }
-        bits.skip(length as usize)?;
-        Ok((entry >> 8) as u16)
+        Ok(entry)
     }
 }
 
@@ -245,10 +284,10 @@ impl Tables {
         self.lengths.resize(280, 7);
         self.lengths.resize(288, 8);
         self.literal_length
-            .build(&self.lengths)
+            .build_with_extra(&self.lengths, &LENGTH_EXTRA_OF_SYMBOL)
             .expect("the fixed code is complete");
         self.distance
-            .build(&[5; 32])
+            .build_with_extra(&[5; 32], &DISTANCE_EXTRA)
             .expect("the fixed code is complete");
     }
 
@@ -279,28 +318,63 @@ impl Tables {
             }
             self.lengths.extend(std::iter::repeat_n(value, repeat));
         }
-        self.literal_length.build(&self.lengths[..literal_codes])?;
-        self.distance.build(&self.lengths[literal_codes..])
+        self.literal_length
+            .build_with_extra(&self.lengths[..literal_codes], &LENGTH_EXTRA_OF_SYMBOL)?;
+        self.distance
+            .build_with_extra(&self.lengths[literal_codes..], &DISTANCE_EXTRA)
     }
 
-    /// Reads a block's symbols up to its end-of-block code.
+    /// Reads a block's symbols up to its end-of-block code. Each symbol's
+    /// code and extra bits are skipped in one step, and one load of the
+    /// stream serves symbols until fewer bits than the longest are left.
     fn skip_symbols(&self, bits: &mut BitReader<'_>) -> Result<(), MalformedStream> {
+        let end = bits.bytes.len() * 8;
+        let mut ahead = 0u64;
+        let mut available = 0u32;
         loop {
-            match self.literal_length.decode(bits)? {
+            if available < MAX_SYMBOL_BITS {
+                // Past the end the reader gives zeros, which decode: stop
+                // there rather than walk them.
+                if bits.position > end {
+                    return Err(MalformedStream);
+                }
+                ahead = bits.peek();
+                available = 56;
+            }
+            let entry = self.literal_length.entry(ahead)?;
+            let used = (entry & 0xff) + (entry >> 8 & 0xff);
+            match entry >> 16 {
                 0..=255 => {}
-                256 => return Ok(()),
-                symbol => {
-                    let extra = *LENGTH_EXTRA
-                        .get(symbol as usize - 257)
-                        .ok_or(MalformedStream)?;
-                    bits.skip(extra as usize)?;
-                    let distance = self.distance.decode(bits)?;
-                    let extra = *DISTANCE_EXTRA
-                        .get(distance as usize)
-                        .ok_or(MalformedStream)?;
-                    bits.skip(extra as usize)?;
+                256 => {
+                    bits.skip((entry & 0xff) as usize)?;
+                    return Ok(());
+                }
+                _ if entry >> 8 & 0xff == INVALID => return Err(MalformedStream),
+                _ => {
+                    ahead >>= used;
+                    available -= used;
+                    bits.position += used as usize;
+                    if available < MAX_SYMBOL_BITS {
+                        if bits.position > end {
+                            return Err(MalformedStream);
+                        }
+                        ahead = bits.peek();
+                        available = 56;
+                    }
+                    let entry = self.distance.entry(ahead)?;
+                    if entry >> 8 & 0xff == INVALID {
+                        return Err(MalformedStream);
+                    }
+                    let used = (entry & 0xff) + (entry >> 8 & 0xff);
+                    ahead >>= used;
+                    available -= used;
+                    bits.position += used as usize;
+                    continue;
                 }
             }
+            ahead >>= used;
+            available -= used;
+            bits.position += used as usize;
         }
     }
 }
@@ -413,6 +487,19 @@ mod tests {
         assert_eq!(code.build(&[1, 1, 1]), Err(MalformedStream));
     }
 
+    /// A final fixed block of the given codes (each `(code, length)`,
+    /// written most significant bit first as Huffman codes are; extra bits
+    /// here are all zeros, the same either way), then the end of block.
+    fn fixed_block(codes: &[(u32, u32)]) -> Vec<u8> {
+        let mut bits = vec![1, 1, 0];
+        for &(code, length) in codes.iter().chain(&[(0, 7)]) {
+            bits.extend((0..length).rev().map(|i| (code >> i) & 1));
+        }
+        bits.chunks(8)
+            .map(|byte| byte.iter().enumerate().map(|(i, b)| (b << i) as u8).sum())
+            .collect()
+    }
+
     #[test]
     fn a_stream_that_is_not_deflate_is_refused() {
         // Block type 3 is reserved.
@@ -422,6 +509,20 @@ mod tests {
             unfinalize(&mut vec![0b001, 5, 0, 5, 0]),
             Err(MalformedStream)
         );
+        // Fixed blocks with a literal/length symbol (286) or a distance
+        // symbol (30) that is coded but must never occur; a valid one
+        // around the same bits ends as expected.
+        assert_eq!(
+            unfinalize(&mut fixed_block(&[(0b1100_0110, 8)])),
+            Err(MalformedStream)
+        );
+        let distance_30 = [(0b000_0001, 7), (0b11110, 5)];
+        assert_eq!(
+            unfinalize(&mut fixed_block(&distance_30)),
+            Err(MalformedStream)
+        );
+        let distance_29 = [(0b000_0001, 7), (0b11101, 5), (0, 13)];
+        assert_eq!(unfinalize(&mut fixed_block(&distance_29)), Ok(()));
         // A stream cut short.
         let mut cut = compress(&inputs()[4], 6);
         cut.truncate(cut.len() / 2);
