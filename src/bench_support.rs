@@ -30,6 +30,27 @@ pub fn views(records: &Records, options: &ExportOptions) -> Result<(Vec<u8>, Vec
     })
 }
 
+/// [`write_views`] for the dump at `root`, within the options' memory
+/// budget: a dump that fits is read whole and returned once its views are
+/// written (the caller may drop it, or not); a bigger one is streamed
+/// through the sorted runs of a build past the budget (under the options'
+/// temporary directory, or `dir`), the views merged from them into the
+/// same bytes, and `None` is returned.
+pub fn write_views_of(
+    root: &Path,
+    dir: &Path,
+    options: &ExportOptions,
+) -> Result<Option<Dump>, Error> {
+    let config = options.freeze()?;
+    if crate::spill::needs_spill(&crate::dump::DumpDir::new(root), &config) {
+        crate::spill::write_plain_views(root, dir, &config)?;
+        return Ok(None);
+    }
+    let dump = Dump::open(root)?;
+    write_views(&dump, dir, options)?;
+    Ok(Some(dump))
+}
+
 /// Only the pivot (exclusion, grouping, ordering, file naming) of checked
 /// records, returning its counts; on the options' thread pool.
 pub fn pivot_only(records: &Records, options: &ExportOptions) -> Result<ExportCounts, Error> {

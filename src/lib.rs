@@ -16,7 +16,7 @@
 //! - `export`: [`export`] and [`export_to_path`], the checks then the writer
 //! - `validate`: checks across records (unique ids, references, agreement)
 //! - `pivot`: records to the two views: exclusion, grouping, ordering, counts
-//! - `spill`: builds past the memory budget: sorted runs of the responses on disk, merged into the views
+//! - `spill`: builds, checks and verifications past the memory budget: sorted runs of the responses on disk, merged into the views
 //! - [`pseudonym`]: pseudonymous participant ids (HMAC-SHA256 under the operator's key)
 //! - `archive::tables`: `responses.csv` and `codebook.csv`
 //! - [`naming`]: safe upload names and de-duplication
@@ -83,7 +83,9 @@
 //! A dump directory is read with [`Dump::open`] and exported with
 //! [`Dump::export_to_path`]; [`Dump::build`] does both within
 //! [`ExportOptions::memory_budget`], spilling sorted runs to disk for a dump
-//! too big for it, which is what the `batch-export build` command does.
+//! too big for it, which is what the `batch-export build` command does;
+//! [`Dump::check_within`] and [`Dump::verify_archive`] check a dump and
+//! verify an archive against one within the same budget.
 
 #![deny(missing_docs)]
 

@@ -99,9 +99,9 @@ pub fn run(args: BuildArgs) -> anyhow::Result<u8> {
         options = options.threads(threads);
     }
     if let Some(dir) = &args.views_only {
-        let dump = Dump::open(&args.dump).with_context(reading)?;
-        batch_export::bench_support::write_views(&dump, dir, &options)
+        let dump = batch_export::bench_support::write_views_of(&args.dump, dir, &options)
             .with_context(|| format!("writing views into {}", dir.display()))?;
+        // The process ends now: freeing the records would only take time.
         std::mem::forget(dump);
         return Ok(EXIT_OK);
     }

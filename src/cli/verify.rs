@@ -6,7 +6,7 @@ use std::io::BufReader;
 use std::path::PathBuf;
 
 use anyhow::Context;
-use batch_export::{verify, Dump};
+use batch_export::{verify, Dump, ExportOptions};
 
 use super::{EXIT_OK, EXIT_REFUSED};
 
@@ -19,6 +19,15 @@ pub struct VerifyArgs {
     /// the archive holds exactly what it says.
     #[arg(long, value_name = "DUMP")]
     dump: Option<PathBuf>,
+    /// The most memory reading the dump may take, e.g. 400M or 2G; a
+    /// bigger dump is built into a temporary archive under --temp-dir
+    /// (spilling as `build` does) and compared an entry at a time.
+    #[arg(long, value_name = "SIZE", default_value = "1G", value_parser = super::parse_memory_size)]
+    memory_budget: u64,
+    /// Where the comparison with a dump past its memory budget builds its
+    /// temporary archive and runs [default: the system's temporary folder].
+    #[arg(long, value_name = "DIR")]
+    temp_dir: Option<PathBuf>,
 }
 
 pub fn run(args: VerifyArgs) -> anyhow::Result<u8> {
@@ -28,9 +37,11 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<u8> {
     let report = match &args.dump {
         None => verify::verify(archive),
         Some(path) => {
-            let dump =
-                Dump::open(path).with_context(|| format!("reading dump {}", path.display()))?;
-            verify::verify_against_dump(archive, &dump)
+            let temp_dir = args.temp_dir.clone().unwrap_or_else(std::env::temp_dir);
+            let options = ExportOptions::new()
+                .memory_budget(args.memory_budget)
+                .temp_dir(temp_dir);
+            Dump::verify_archive(path, archive, &options)
         }
     };
     let report = match report {

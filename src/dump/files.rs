@@ -28,6 +28,14 @@ pub trait DumpFiles: Sync {
 
     /// Where `name` is, for error messages.
     fn location_of(&self, name: &str) -> PathBuf;
+
+    /// The size of the file `name` in bytes, when there is one and its
+    /// size is known without reading it: what tells a build whether the
+    /// dump fits its memory budget. Default: the size
+    /// [`open_file`](DumpFiles::open_file) gives.
+    fn size_of(&self, name: &str) -> Option<u64> {
+        self.open_file(name).ok().and_then(|(_, len)| len)
+    }
 }
 
 impl DumpFiles for DumpDir {
@@ -48,5 +56,10 @@ impl DumpFiles for DumpDir {
 
     fn location_of(&self, name: &str) -> PathBuf {
         self.root().join(name)
+    }
+
+    fn size_of(&self, name: &str) -> Option<u64> {
+        // What a build would open: a name the dump refuses has no size.
+        self.open(name).ok()?.metadata().ok().map(|m| m.len())
     }
 }

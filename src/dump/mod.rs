@@ -245,18 +245,18 @@ pub(crate) struct ReadDump {
     pub(crate) after: Problems,
 }
 
-/// Streams the `responses.jsonl` of the dump at `root`: `each` gets its
+/// Streams the `responses.jsonl` of the dump of `files`: `each` gets its
 /// usable responses with their line numbers, a slice at a time, in line
 /// order; the problems of its lines go to `problems`. The ids of refused
 /// lines are not kept: no record refers to a response.
 pub(crate) fn stream_responses(
-    root: &Path,
+    files: &dyn DumpFiles,
     problems: &mut Problems,
     each: &mut (dyn FnMut(Vec<(u64, crate::model::Response)>) -> Result<(), Error> + Send),
 ) -> Result<(), Error> {
     let mut sink = Streamed { each };
     read_lines(
-        &DumpDir::new(root),
+        files,
         RecordFile::Responses,
         records::response,
         problems,

@@ -132,7 +132,10 @@ impl Builder for S3DumpBuilder {
             JobError::Io { path, source } => crate::Error::io(path, source),
             other => crate::Error::io(job.dump_dir, io::Error::other(other.to_string())),
         })?;
-        dump.export_to_path(job.output, &job.export_options()?)?;
+        let options = job
+            .export_options()?
+            .progress(std::sync::Arc::new(super::SpillLog::of(job)));
+        dump.export_to_path(job.output, &options)?;
         Ok(())
     }
 

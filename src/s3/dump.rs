@@ -100,13 +100,18 @@ impl S3Dump {
     }
 
     /// Reads the dump and writes its archive to `path` atomically, upload
-    /// bytes streamed from the bucket.
+    /// bytes streamed from the bucket, within
+    /// [`ExportOptions::memory_budget`] as [`Dump::build`] builds a
+    /// directory: a dump past the budget (by its objects' sizes) has its
+    /// `responses.jsonl` streamed from the bucket once, into sorted runs
+    /// in a temporary directory ([`ExportOptions::temp_dir`], default:
+    /// beside `path`), with the same archive bytes.
     pub fn export_to_path(
         &self,
         path: impl AsRef<Path>,
         options: &ExportOptions,
     ) -> Result<ExportSummary, Error> {
-        self.read()?.export_to_path_from(self, path, options)
+        crate::spill::build_within(self, self, path.as_ref(), options, || self.read())
     }
 
     /// The key of `relative` (a path inside the dump), if it stays under
@@ -205,6 +210,11 @@ impl DumpFiles for S3Dump {
 
     fn location_of(&self, name: &str) -> PathBuf {
         PathBuf::from(format!("{}/{name}", self.location))
+    }
+
+    fn size_of(&self, name: &str) -> Option<u64> {
+        // One HEAD request, no GET.
+        self.object_size(name).ok()
     }
 }
 

@@ -22,14 +22,18 @@
 //! [`ExportOptions::temp_dir`](crate::ExportOptions::temp_dir)) removed when
 //! the build ends, whether it succeeds, fails or is cancelled.
 
+mod check;
 mod codec;
 mod pass;
+mod plain;
+
+pub(crate) use plain::write_plain_views;
 mod runs;
 mod views;
 
 use std::path::Path;
 
-use crate::dump::{DirBlobSource, Dump, DumpDir};
+use crate::dump::{DirBlobSource, Dump, DumpDir, DumpFiles};
 use crate::options::{ExportOptions, ProgressEvent};
 use crate::output;
 
@@ -38,7 +42,8 @@ use crate::blob::BlobSource;
 use crate::dump::{stream_responses, Partial};
 use crate::error::{Error, Problems};
 use crate::model::file_keys::FileKeys;
-use crate::model::origin::RecordFile;
+use crate::model::origin::{Origins, RecordFile};
+use crate::model::Records;
 use crate::options::Config;
 use crate::pivot::{name_files, ExportCounts, Lookup, Pivot};
 use crate::validate::Resolved;
@@ -58,25 +63,47 @@ impl Dump {
         path: impl AsRef<Path>,
         options: &ExportOptions,
     ) -> Result<ExportSummary, Error> {
-        let (root, path) = (root.as_ref(), path.as_ref());
-        let config = options.freeze()?;
-        if !needs_spill(root, &config) {
-            return Dump::open(root)?.export_to_path(path, options);
-        }
-        config.report(ProgressEvent::Spilling {
-            estimated_bytes: estimated_memory(root).0,
-            budget_bytes: config.memory_budget,
-        });
-        let temp_parent = match (&config.temp_dir, path.parent()) {
-            (Some(dir), _) => dir.clone(),
-            (None, Some(parent)) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
-            (None, _) => ".".into(),
-        };
-        let blobs = DirBlobSource::new(root);
-        output::write_atomically(path, |file| {
-            build(root, &temp_parent, &blobs, file, &config)
-        })
+        let root = root.as_ref();
+        let (files, blobs) = (DumpDir::new(root), DirBlobSource::new(root));
+        build_within(&files, &blobs, path.as_ref(), options, || Dump::open(root))
     }
+}
+
+/// [`Dump::build`] for the dump of any `files` (a directory, an
+/// object-store prefix) with upload bytes from `blobs`: read whole by
+/// `read_whole` when it fits the budget, else streamed from `files`.
+pub(crate) fn build_within(
+    files: &dyn DumpFiles,
+    blobs: &dyn BlobSource,
+    path: &Path,
+    options: &ExportOptions,
+    read_whole: impl FnOnce() -> Result<Dump, Error>,
+) -> Result<ExportSummary, Error> {
+    let config = options.freeze()?;
+    if !needs_spill(files, &config) {
+        return read_whole()?.export_to_path_from(blobs, path, options);
+    }
+    report_spilling(files, &config);
+    let temp_parent = match (&config.temp_dir, path.parent()) {
+        (Some(dir), _) => dir.clone(),
+        (None, Some(parent)) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
+        (None, _) => ".".into(),
+    };
+    output::write_atomically(path, |out| {
+        archive::in_pool(&config, || {
+            stream_checked(files, &temp_parent, &config, |checked| {
+                write_checked(checked, blobs, out, &config)
+            })
+        })?
+    })
+}
+
+/// Sends [`ProgressEvent::Spilling`] for the dump of `files`.
+fn report_spilling(files: &dyn DumpFiles, config: &Config) {
+    config.report(ProgressEvent::Spilling {
+        estimated_bytes: estimated_memory(files).0,
+        budget_bytes: config.memory_budget,
+    });
 }
 
 /// Tenths of a byte of memory a dump read whole takes per byte of its JSON
@@ -92,11 +119,10 @@ const FIXED_BYTES: u64 = 96 << 20;
 /// The least memory given to the run buffer, however small the budget.
 const MIN_RUN_BYTES: u64 = 1 << 20;
 
-/// What reading the JSON Lines files of the dump at `root` whole would
+/// What reading the JSON Lines files of the dump of `files` whole would
 /// take in memory, estimated from their sizes: `(all, all but responses)`.
-fn estimated_memory(root: &Path) -> (u64, u64) {
-    let size =
-        |file: RecordFile| std::fs::metadata(root.join(file.file_name())).map_or(0, |m| m.len());
+fn estimated_memory(files: &dyn DumpFiles) -> (u64, u64) {
+    let size = |file: RecordFile| files.size_of(file.file_name()).unwrap_or(0);
     let others: u64 = [
         RecordFile::Instructions,
         RecordFile::Tasks,
@@ -111,9 +137,9 @@ fn estimated_memory(root: &Path) -> (u64, u64) {
     (in_memory(all), in_memory(others))
 }
 
-/// True when the dump at `root` would not fit the budget read whole.
-pub(crate) fn needs_spill(root: &Path, config: &Config) -> bool {
-    estimated_memory(root).0 > config.memory_budget
+/// True when the dump of `files` would not fit the budget read whole.
+pub(crate) fn needs_spill(files: &dyn DumpFiles, config: &Config) -> bool {
+    estimated_memory(files).0 > config.memory_budget
 }
 
 /// Bytes the run buffer may hold: what the budget leaves beside the small
@@ -126,33 +152,34 @@ fn run_bytes(config: &Config, others: u64) -> usize {
     usize::try_from((free / 2).max(MIN_RUN_BYTES)).unwrap_or(usize::MAX)
 }
 
-/// Builds the archive of the dump at `root` into `out`, streaming its
-/// responses through sorted runs in a temporary directory under `temp_parent`.
-pub(crate) fn build(
-    root: &Path,
-    temp_parent: &Path,
-    blobs: &dyn BlobSource,
-    out: &mut dyn WriteSeek,
-    config: &Config,
-) -> Result<ExportSummary, Error> {
-    archive::in_pool(config, || {
-        build_in_pool(root, temp_parent, blobs, out, config)
-    })?
+/// What streaming the responses of a dump left once every check passed:
+/// the other records, and the runs the views are merged from.
+pub(crate) struct Checked<'c, 'r> {
+    records: &'r Records,
+    origins: &'c Origins,
+    lookup: &'c Lookup<'r>,
+    streamed: pass::Streamed,
+    /// The temporary directory of the runs.
+    dir: &'c Path,
 }
 
-fn build_in_pool(
-    root: &Path,
+/// Reads the dump of `files` within the budget, streaming its responses
+/// into sorted runs in a temporary directory under `temp_parent`, and
+/// checks it as a build in memory does (a refusal lists the same problems
+/// in the same order); then hands what it left to `then`. The temporary
+/// directory is removed when `then` returns, whatever it returns.
+pub(crate) fn stream_checked<T>(
+    files: &dyn DumpFiles,
     temp_parent: &Path,
-    blobs: &dyn BlobSource,
-    out: &mut dyn WriteSeek,
     config: &Config,
-) -> Result<ExportSummary, Error> {
-    let read = Partial::open(&DumpDir::new(root))?.finish(Vec::new(), Vec::new());
+    then: impl FnOnce(Checked<'_, '_>) -> Result<T, Error>,
+) -> Result<T, Error> {
+    let read = Partial::open(files)?.finish(Vec::new(), Vec::new());
     let mut line_problems = Problems::default();
     let Some(records) = &read.records else {
         // Refused for its batch.json; the lines are still read, so the
         // refusal lists their problems as a build in memory does.
-        stream_responses(root, &mut line_problems, &mut |_| config.check_cancelled())?;
+        stream_responses(files, &mut line_problems, &mut |_| config.check_cancelled())?;
         let mut problems = read.before;
         problems.extend(line_problems);
         problems.extend(read.after);
@@ -172,21 +199,70 @@ fn build_in_pool(
         &mut id_problems,
         &mut upload_id_problems,
     );
-    let limit = run_bytes(config, estimated_memory(root).1);
+    let limit = run_bytes(config, estimated_memory(files).1);
     let mut pass = pass::Pass::new(&lookup, &resolved, records, config, temp.path(), limit);
-    stream_responses(root, &mut line_problems, &mut |slice| pass.take(slice))?;
-    let streamed = pass.finish()?;
+    stream_responses(files, &mut line_problems, &mut |slice| pass.take(slice))?;
+    let mut streamed = pass.finish()?;
 
     // In the order a build in memory lists them (see `validate`).
     let mut problems = read.before;
     problems.extend(line_problems);
     problems.extend(read.after);
     problems.extend(id_problems);
-    problems.extend(streamed.duplicates);
+    problems.extend(std::mem::take(&mut streamed.duplicates));
     problems.extend(upload_id_problems);
-    problems.extend(streamed.problems);
+    problems.extend(std::mem::take(&mut streamed.problems));
     problems.into_result()?;
 
+    let checked = Checked {
+        records,
+        origins: &read.origins,
+        lookup: &lookup,
+        streamed,
+        dir: temp.path(),
+    };
+    let result = then(checked)?;
+    temp.close().map_err(|e| Error::io(temp_parent, e))?;
+    Ok(result)
+}
+
+/// Writes the archive of a checked dump into `out`.
+fn write_checked(
+    checked: Checked<'_, '_>,
+    blobs: &dyn BlobSource,
+    out: &mut dyn WriteSeek,
+    config: &Config,
+) -> Result<ExportSummary, Error> {
+    let (records, origins) = (checked.records, checked.origins);
+    with_views(checked, config, |pivot, views, latest| {
+        let cx = Context {
+            config,
+            blobs,
+            origins,
+        };
+        write_pivoted(records, pivot, views, latest, out, &cx)
+    })
+}
+
+/// The pivot of a checked dump (counts, upload names, pseudonyms; no
+/// responses) and its views merged from their runs, handed to `then` with
+/// the latest time the streamed responses name.
+fn with_views<T>(
+    checked: Checked<'_, '_>,
+    config: &Config,
+    then: impl FnOnce(
+        &Pivot<'_>,
+        &mut views::MergedViews<'_, '_>,
+        Option<time::OffsetDateTime>,
+    ) -> Result<T, Error>,
+) -> Result<T, Error> {
+    let Checked {
+        records,
+        origins: _,
+        lookup,
+        streamed,
+        dir,
+    } = checked;
     let named = if config.include_files {
         name_files(records, streamed.first_uses.iter())
     } else {
@@ -202,17 +278,10 @@ fn build_in_pool(
     let pivot = Pivot::spilled(records, &no_keys, config, pseudonyms, named, counts);
     let mut views = views::MergedViews {
         pivot: &pivot,
-        lookup: &lookup,
+        lookup,
         runs: streamed.runs,
-        dir: temp.path(),
+        dir,
         estimate: streamed.estimate,
     };
-    let cx = Context {
-        config,
-        blobs,
-        origins: &read.origins,
-    };
-    let summary = write_pivoted(records, &pivot, &mut views, streamed.latest, out, &cx)?;
-    temp.close().map_err(|e| Error::io(temp_parent, e))?;
-    Ok(summary)
+    then(&pivot, &mut views, streamed.latest)
 }

@@ -102,7 +102,7 @@ impl MergedViews<'_, '_> {
     /// A thread of its own merges the runs into the next window while the
     /// pool decodes, serialises and compresses the one before, so the
     /// merge, serial by nature, is not on the way of the parallel work.
-    fn for_each_window(
+    pub(super) fn for_each_window(
         &self,
         view: View,
         config: &Config,

@@ -47,20 +47,7 @@ pub(crate) fn compare(
     parsed: &Parsed,
     sink: &mut Sink,
 ) -> Result<(), VerifyError> {
-    // The archive's own generated_at and options, so that only content is
-    // compared. The pseudonymisation key is the operator's, not ours: the
-    // expected archive uses a stand-in key, and its pseudonyms are mapped
-    // onto the archive's, which must be one per participant.
-    let mut options = ExportOptions::new()
-        .tables(parsed.tables)
-        .include_files(!parsed.files_omitted);
-    if parsed.pseudonymised {
-        options = options.pseudonymise(STAND_IN_KEY);
-    }
-    if let Some(at) = &parsed.generated_at {
-        options = options.generated_at(at.clone());
-    }
-    let config = options.freeze().map_err(VerifyError::Expected)?;
+    let config = options_of(parsed).freeze().map_err(VerifyError::Expected)?;
     let (generated_at, _) = config.generated_at_for(records);
     let file_keys = crate::model::file_keys::FileKeys::decode(records);
     let pivot = crate::pivot::pivot(records, &file_keys, &config);
@@ -79,28 +66,7 @@ pub(crate) fn compare(
 
     let mut expected_names: Vec<&str> = texts.iter().map(|(name, _)| *name).collect();
     expected_names.extend(pivot.files.iter().map(|f| f.name.as_str()));
-    let expected_set: HashSet<&str> = expected_names.iter().copied().collect();
-    let actual_set: HashSet<&str> = names.iter().copied().collect();
-    for name in &expected_names {
-        if !actual_set.contains(name) {
-            content(
-                sink,
-                name,
-                None,
-                "the dump gives this entry, the archive lacks it".to_owned(),
-            );
-        }
-    }
-    for name in names {
-        if !expected_set.contains(name) {
-            content(
-                sink,
-                name,
-                None,
-                "the archive holds this entry, the dump does not give it".to_owned(),
-            );
-        }
-    }
+    compare_names(&expected_names, names, sink);
 
     for (name, bytes) in &texts {
         let Some(actual) = contents.texts.get(name) else {
@@ -159,6 +125,51 @@ pub(crate) fn compare(
     Ok(())
 }
 
+/// The options the archive was built with, as its `batch.json` says, so
+/// that only content is compared: its own `generated_at`, tables and
+/// files. The pseudonymisation key is the operator's, not ours: the
+/// expected archive uses a stand-in key, and its pseudonyms are mapped
+/// onto the archive's, which must be one per participant.
+pub(super) fn options_of(parsed: &Parsed) -> ExportOptions {
+    let mut options = ExportOptions::new()
+        .tables(parsed.tables)
+        .include_files(!parsed.files_omitted);
+    if parsed.pseudonymised {
+        options = options.pseudonymise(STAND_IN_KEY);
+    }
+    if let Some(at) = &parsed.generated_at {
+        options = options.generated_at(at.clone());
+    }
+    options
+}
+
+/// Reports the entries the dump gives that the archive lacks, and those
+/// it holds that the dump does not give.
+pub(super) fn compare_names(expected_names: &[&str], names: &[&str], sink: &mut Sink) {
+    let expected_set: HashSet<&str> = expected_names.iter().copied().collect();
+    let actual_set: HashSet<&str> = names.iter().copied().collect();
+    for name in expected_names {
+        if !actual_set.contains(name) {
+            content(
+                sink,
+                name,
+                None,
+                "the dump gives this entry, the archive lacks it".to_owned(),
+            );
+        }
+    }
+    for name in names {
+        if !expected_set.contains(name) {
+            content(
+                sink,
+                name,
+                None,
+                "the archive holds this entry, the dump does not give it".to_owned(),
+            );
+        }
+    }
+}
+
 /// The key of the expected archive when the archive is pseudonymised.
 const STAND_IN_KEY: &[u8] = b"batch-export verify stand-in key";
 
@@ -196,7 +207,7 @@ fn pseudonym_map(expected: &[Line], actual: &[Line], sink: &mut Sink) -> HashMap
 }
 
 /// `text` with every stand-in pseudonym replaced by the archive's.
-fn remap(text: &[u8], map: &HashMap<String, String>) -> Vec<u8> {
+pub(super) fn remap(text: &[u8], map: &HashMap<String, String>) -> Vec<u8> {
     let prefix = crate::pseudonym::PSEUDONYM_PREFIX.as_bytes();
     let length = prefix.len() + 16;
     let mut out = Vec::with_capacity(text.len());
@@ -249,7 +260,7 @@ fn lines(bytes: &[u8]) -> Vec<Line> {
 }
 
 /// Compares `batch.json` key by key (and `export` field by field).
-fn compare_batch(parsed: &Parsed, expected: &[u8], sink: &mut Sink) {
+pub(super) fn compare_batch(parsed: &Parsed, expected: &[u8], sink: &mut Sink) {
     let (Some(Value::Object(actual)), Ok(Value::Object(expected))) =
         (&parsed.batch, serde_json::from_slice::<Value>(expected))
     else {
@@ -427,6 +438,6 @@ fn responses(lines: &[Line]) -> Vec<(u64, &str, &Map<String, Value>)> {
     found
 }
 
-fn content(sink: &mut Sink, entry: &str, line: Option<u64>, message: String) {
+pub(super) fn content(sink: &mut Sink, entry: &str, line: Option<u64>, message: String) {
     sink.push(VerifyProblemKind::Content, Some(entry), line, message);
 }

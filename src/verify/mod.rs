@@ -41,6 +41,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod built;
 mod expected;
 mod names;
 mod problems;
@@ -51,6 +52,7 @@ mod zipfmt;
 use std::collections::HashMap;
 use std::io::{self, Read, Seek};
 
+pub use built::ExpectedArchive;
 pub use problems::{Report, VerifyProblem, VerifyProblemKind, VERIFY_PROBLEM_CAP};
 
 use crate::blob::BlobSource;
@@ -122,7 +124,7 @@ pub fn verify_against<R: Read + Seek>(
     let origins = crate::model::origin::Origins::positional();
     crate::archive::check(records, &origins, &Problems::default())
         .map_err(VerifyError::Expected)?;
-    run(&mut archive, Some((records, blobs)))
+    run(&mut archive, Some(Against::Records(records, blobs)))
 }
 
 /// Checks an archive against the contract and against a dump directory
@@ -133,7 +135,27 @@ pub fn verify_against_dump<R: Read + Seek, D: Expected + ?Sized>(
 ) -> Result<Report, VerifyError> {
     let records = dump.checked_records().map_err(VerifyError::Expected)?;
     let blobs = dump.upload_bytes();
-    run(&mut archive, Some((records, &*blobs)))
+    run(&mut archive, Some(Against::Records(records, &*blobs)))
+}
+
+/// Checks an archive against the contract and against the archive that
+/// `expected` builds with the archive's own options, an entry and a line
+/// at a time: for records too many to hold in memory (a dump past its
+/// memory budget, [`Dump::verify_archive`](crate::Dump::verify_archive)).
+/// Refused records are a [`VerifyError::Expected`].
+pub fn verify_against_built<R: Read + Seek>(
+    mut archive: R,
+    expected: &dyn ExpectedArchive,
+) -> Result<Report, VerifyError> {
+    run(&mut archive, Some(Against::Built(expected)))
+}
+
+/// What an archive is compared with, beyond the contract.
+enum Against<'a> {
+    /// Records in memory and their upload bytes.
+    Records(&'a Records, &'a dyn BlobSource),
+    /// The archive records give, built apart.
+    Built(&'a dyn ExpectedArchive),
 }
 
 /// Records read from somewhere, with their upload bytes, that an archive is
@@ -155,10 +177,7 @@ struct Contents {
     digests: HashMap<String, [u8; 32]>,
 }
 
-fn run(
-    source: &mut dyn Source,
-    expected: Option<(&Records, &dyn BlobSource)>,
-) -> Result<Report, VerifyError> {
+fn run(source: &mut dyn Source, expected: Option<Against<'_>>) -> Result<Report, VerifyError> {
     let mut sink = Sink::default();
     let archive_bytes = source
         .seek(io::SeekFrom::End(0))
@@ -192,9 +211,15 @@ fn run(
             );
         }
     }
-    if let Some((records, blobs)) = expected {
-        let names: Vec<&str> = entries.iter().map(|e| e.name.as_str()).collect();
-        expected::compare(records, blobs, &names, &contents, &parsed, &mut sink)?;
+    let names: Vec<&str> = entries.iter().map(|e| e.name.as_str()).collect();
+    match expected {
+        Some(Against::Records(records, blobs)) => {
+            expected::compare(records, blobs, &names, &contents, &parsed, &mut sink)?
+        }
+        Some(Against::Built(built)) => {
+            built::compare(built, &names, &contents, &parsed, &mut sink)?
+        }
+        None => {}
     }
     Ok(sink.into_report(entries.len() as u64, archive_bytes))
 }

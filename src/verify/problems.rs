@@ -159,6 +159,11 @@ impl Sink {
         self.problems.first().map(|p| p.message.as_str())
     }
 
+    /// True when nothing was reported.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.total == 0
+    }
+
     pub(crate) fn into_report(self, entries: u64, archive_bytes: u64) -> Report {
         Report {
             problems: self.problems,

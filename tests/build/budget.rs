@@ -246,3 +246,72 @@ fn a_build_reports_spilling_first_and_only_past_its_budget() {
         assert!(estimated_bytes > budget, "{estimated_bytes}");
     }
 }
+
+#[test]
+fn views_only_past_the_budget_writes_the_views_of_a_build_in_memory() {
+    let write = |budget: u64| {
+        let dir = tempfile::tempdir().unwrap();
+        let temp = tempfile::tempdir().unwrap();
+        let options = ExportOptions::new()
+            .memory_budget(budget)
+            .temp_dir(temp.path());
+        let dump =
+            batch_export::bench_support::write_views_of(big_dump(), dir.path(), &options).unwrap();
+        assert_eq!(dump.is_none(), budget == 16 * MIB);
+        assert_eq!(files_in(temp.path()), Vec::<String>::new());
+        let names = ["responses-by-submission.jsonl", "responses-by-task.jsonl"];
+        assert_eq!(files_in(dir.path()), names);
+        names.map(|name| fs::read(dir.path().join(name)).unwrap())
+    };
+    let spilled = write(16 * MIB);
+    let in_memory = write(u64::MAX);
+    for (spilled, in_memory) in spilled.iter().zip(&in_memory) {
+        assert!(spilled.len() > 1 << 20);
+        assert!(spilled == in_memory, "the views differ");
+    }
+}
+
+/// A dump in a bucket past the budget (an in-memory object store standing
+/// in for S3): its responses are streamed from the bucket into the runs.
+#[cfg(feature = "s3")]
+#[test]
+fn a_dump_in_a_bucket_past_the_budget_gives_the_bytes_of_memory() {
+    use batch_export::s3::{S3Dump, S3Location};
+    use object_store::{path::Path as ObjectPath, ObjectStoreExt};
+
+    let store = Arc::new(object_store::memory::InMemory::new());
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    for entry in walkdir::WalkDir::new(big_dump()) {
+        let entry = entry.unwrap();
+        if !entry.file_type().is_file() {
+            continue;
+        }
+        let relative = entry.path().strip_prefix(big_dump()).unwrap();
+        let key = ObjectPath::from(format!("d/{}", relative.to_string_lossy()));
+        let bytes = fs::read(entry.path()).unwrap();
+        runtime.block_on(store.put(&key, bytes.into())).unwrap();
+    }
+    let dump = S3Dump::new(store, S3Location::parse("s3://b/d").unwrap());
+
+    let out = tempfile::tempdir().unwrap();
+    let spilled = out.path().join("spilled.zip");
+    let events = Arc::new(Events::default());
+    let options = ExportOptions::new()
+        .generated_at("2024-06-01T00:00:00Z")
+        .memory_budget(16 * MIB)
+        .progress(events.clone());
+    dump.export_to_path(&spilled, &options).unwrap();
+    let spills = events
+        .0
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|e| matches!(e, ProgressEvent::Spilling { .. }))
+        .count();
+    assert_eq!(spills, 1);
+    assert_eq!(files_in(out.path()), ["spilled.zip"]);
+    let sha = hex(&Sha256::digest(fs::read(&spilled).unwrap()));
+    assert_eq!(sha, in_memory(big_dump(), ExportOptions::new()));
+}

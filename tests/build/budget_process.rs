@@ -28,7 +28,7 @@ fn long_dump() -> &'static Path {
     DUMP.get_or_init(|| {
         let dir = tempfile::tempdir().unwrap();
         let options = SynthOptions {
-            submissions: 10_000,
+            submissions: 2_000,
             tasks: 20,
             instructions: 5,
             uploads: 20,

@@ -15,8 +15,8 @@ use super::*;
 fn big_dump(data: &Path) -> std::path::PathBuf {
     let dir = data.join("big");
     let options = SynthOptions {
-        submissions: 3_000,
-        tasks: 20,
+        submissions: 1_200,
+        tasks: 10,
         instructions: 5,
         uploads: 30,
         ..SynthOptions::default()

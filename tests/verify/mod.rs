@@ -324,4 +324,5 @@ fn the_command_exits_0_1_or_2() {
     assert_eq!(out.status.code(), Some(2));
 }
 
+mod budget;
 mod options;
