@@ -293,8 +293,12 @@ impl<'o> ObjectWriter<'o> {
         assert!(self.written < MAX_KEYS, "more keys than MAX_KEYS");
         self.keys[self.written] = key;
         self.written += 1;
-        write_json_string(self.out, key);
-        self.out.push(b':');
+        // The keys need no escaping: copied, not scanned.
+        debug_assert!(!key.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\'));
+        self.out.reserve(key.len() + 3);
+        self.out.push(b'"');
+        self.out.extend_from_slice(key.as_bytes());
+        self.out.extend_from_slice(b"\":");
     }
 
     fn string(&mut self, key: &'static str, value: &str) {
