@@ -1,5 +1,6 @@
 //! A response as the bytes of a spilled run, and back: length-prefixed
-//! strings in field order, which is all a [`Response`] holds.
+//! strings in field order (lengths as varints), which is all a
+//! [`Response`] holds.
 //!
 //! Runs live only for one build and are read back by the same binary, so
 //! the format is private and unversioned.
@@ -62,12 +63,17 @@ pub(crate) fn decode(bytes: &[u8]) -> Option<Response> {
     reader.bytes.is_empty().then_some(response)
 }
 
+/// A length as a LEB128 varint: seven bits a byte, low bits first, the
+/// top bit set on every byte but the last. Most fields are short, so most
+/// lengths take one byte, not four: the runs, written twice and read back
+/// twice, are that much smaller.
 fn put_len(out: &mut Vec<u8>, len: usize) {
-    out.extend_from_slice(
-        &u32::try_from(len)
-            .expect("fields under 4 GiB")
-            .to_le_bytes(),
-    );
+    let mut rest = u32::try_from(len).expect("fields under 4 GiB");
+    while rest >= 0x80 {
+        out.push(rest as u8 | 0x80);
+        rest >>= 7;
+    }
+    out.push(rest as u8);
 }
 
 fn put(out: &mut Vec<u8>, text: &str) {
@@ -91,9 +97,17 @@ struct Reader<'b> {
 
 impl<'b> Reader<'b> {
     fn len(&mut self) -> Option<usize> {
-        let (len, rest) = self.bytes.split_first_chunk::<4>()?;
-        self.bytes = rest;
-        Some(u32::from_le_bytes(*len) as usize)
+        let mut len = 0u64;
+        for shift in (0..35).step_by(7) {
+            let (&byte, rest) = self.bytes.split_first()?;
+            self.bytes = rest;
+            len |= u64::from(byte & 0x7f) << shift;
+            if byte & 0x80 == 0 {
+                return u32::try_from(len).ok().map(|len| len as usize);
+            }
+        }
+        // More than five bytes: not a length `put_len` wrote.
+        None
     }
 
     fn text(&mut self) -> Option<&'b str> {
@@ -144,5 +158,24 @@ mod tests {
         assert!(decode(&bytes[..bytes.len() - 1]).is_none());
         bytes.push(0);
         assert!(decode(&bytes).is_none());
+    }
+
+    #[test]
+    fn lengths_of_every_size_come_back() {
+        let mut response = Response::default();
+        for len in [0, 1, 127, 128, 300, 16_383, 16_384, 70_000, 2_100_000] {
+            response.id = "x".repeat(len).into();
+            let mut bytes = Vec::new();
+            encode(&response, &mut bytes);
+            let back = decode(&bytes).expect("decodes");
+            assert_eq!(back.id.len(), len);
+        }
+        // A short field's length takes one byte: 5 texts, 2 counts and 3
+        // absent optionals of an empty response are 10 bytes.
+        let mut bytes = Vec::new();
+        encode(&Response::default(), &mut bytes);
+        assert_eq!(bytes.len(), 10);
+        // A length that never ends is refused.
+        assert!(decode(&[0xff; 8]).is_none());
     }
 }
