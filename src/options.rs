@@ -109,8 +109,13 @@ pub fn parse_memory_size(text: &str) -> Option<u64> {
     let (number, unit) = text.split_at(digits);
     let number: u64 = number.parse().ok()?;
     let unit = unit.trim().to_ascii_uppercase();
-    let unit = unit.trim_end_matches('B').trim_end_matches('I');
-    let shift = match unit {
+    // `M`, `MB` and `MiB` all mean MiB; a lone `B` is bytes.
+    let letter = unit
+        .strip_suffix("IB")
+        .filter(|letter| !letter.is_empty())
+        .or_else(|| unit.strip_suffix('B'))
+        .unwrap_or(&unit);
+    let shift = match letter {
         "" => 0,
         "K" => 10,
         "M" => 20,
@@ -372,12 +377,14 @@ mod tests {
         for text in ["400m", "400MB", "400MiB", "400 M", " 400M "] {
             assert_eq!(parse_memory_size(text), Some(400 * mib), "{text:?}");
         }
+        assert_eq!(parse_memory_size("512B"), Some(512));
     }
 
     #[test]
     fn memory_sizes_refuse_what_is_not_a_whole_size() {
         for text in [
-            "", "M", "-1M", "+1M", "1.5G", "400X", "4 0M", "400MM", "G400", "0x10", "1e9",
+            "", "M", "-1M", "+1M", "1.5G", "400X", "4 0M", "400MM", "G400", "0x10", "1e9", "400IB",
+            "400I", "400BB", "400MBB", "400MIIB", "400BM",
         ] {
             assert_eq!(parse_memory_size(text), None, "{text:?}");
         }
