@@ -8,7 +8,6 @@ use std::path::Path;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, OnceLock};
 
-use batch_export::synth::{generate, SynthOptions};
 use batch_export::{Dump, Error, ExportFilter, ExportOptions, Progress, ProgressEvent};
 use sha2::{Digest, Sha256};
 
@@ -20,19 +19,7 @@ const MIB: u64 = 1 << 20;
 /// fewer at 24 MiB, and by-task lines longer than a merge window.
 fn big_dump() -> &'static Path {
     static DUMP: OnceLock<tempfile::TempDir> = OnceLock::new();
-    DUMP.get_or_init(|| {
-        let dir = tempfile::tempdir().unwrap();
-        let options = SynthOptions {
-            submissions: 1_200,
-            tasks: 10,
-            instructions: 5,
-            uploads: 60,
-            ..SynthOptions::default()
-        };
-        generate(dir.path(), &options).unwrap();
-        dir
-    })
-    .path()
+    generated_once(&DUMP, 1_200, 10, 60)
 }
 
 /// Builds with `Dump::build` into a fresh directory, its temporary runs

@@ -10,8 +10,6 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use batch_export::synth::{generate, SynthOptions};
-
 use crate::common::*;
 
 /// A bound on every wait, so a build that never spills or never stops
@@ -25,19 +23,7 @@ const OLD_ARCHIVE: &[u8] = b"the archive of an earlier build";
 /// writes runs for seconds, long enough to be caught in the middle.
 fn long_dump() -> &'static Path {
     static DUMP: OnceLock<tempfile::TempDir> = OnceLock::new();
-    DUMP.get_or_init(|| {
-        let dir = tempfile::tempdir().unwrap();
-        let options = SynthOptions {
-            submissions: 2_000,
-            tasks: 20,
-            instructions: 5,
-            uploads: 20,
-            ..SynthOptions::default()
-        };
-        generate(dir.path(), &options).unwrap();
-        dir
-    })
-    .path()
+    generated_once(&DUMP, 2_000, 20, 20)
 }
 
 fn build_command(dump: &Path, output: &Path, budget: &str) -> Command {

@@ -7,8 +7,34 @@
 use std::fs;
 use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
+use batch_export::synth::{generate, SynthOptions};
 use batch_export::{Dump, ExportOptions, ExportSummary};
+
+/// A `gen` dump of `submissions` × `tasks` × 5 instructions and `uploads`
+/// files, made the first time `cell` is asked and kept for the whole test
+/// run (each caller's `static` cell holds its own).
+pub fn generated_once(
+    cell: &'static OnceLock<tempfile::TempDir>,
+    submissions: usize,
+    tasks: usize,
+    uploads: usize,
+) -> &'static Path {
+    cell.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let options = SynthOptions {
+            submissions,
+            tasks,
+            instructions: 5,
+            uploads,
+            ..SynthOptions::default()
+        };
+        generate(dir.path(), &options).unwrap();
+        dir
+    })
+    .path()
+}
 
 /// The repository's `fixtures/` folder.
 pub fn fixtures() -> PathBuf {

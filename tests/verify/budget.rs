@@ -8,11 +8,11 @@ use std::io::Cursor;
 use std::path::Path;
 use std::sync::OnceLock;
 
-use batch_export::synth::{generate, SynthOptions};
 use batch_export::verify::{Report, VerifyError, VerifyProblemKind};
 use batch_export::{Dump, Error, ExportOptions};
 
 use super::hand_made;
+use crate::common::generated_once;
 
 /// The archive's entries, one of them changed by `edit`, written again.
 fn rewritten(archive: &[u8], name: &str, edit: impl FnOnce(&str) -> String) -> Vec<u8> {
@@ -47,19 +47,7 @@ const BUDGET: u64 = 16 << 20;
 /// 60,000 responses (about 17 MB of JSON Lines), past a 16 MiB budget.
 fn big_dump() -> &'static Path {
     static DUMP: OnceLock<tempfile::TempDir> = OnceLock::new();
-    DUMP.get_or_init(|| {
-        let dir = tempfile::tempdir().unwrap();
-        let options = SynthOptions {
-            submissions: 1_200,
-            tasks: 10,
-            instructions: 5,
-            uploads: 40,
-            ..SynthOptions::default()
-        };
-        generate(dir.path(), &options).unwrap();
-        dir
-    })
-    .path()
+    generated_once(&DUMP, 1_200, 10, 40)
 }
 
 fn archive_of(dump: &Path, options: &ExportOptions) -> Vec<u8> {
