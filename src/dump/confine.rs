@@ -305,8 +305,9 @@ mod tests {
         (dir, outside, dump)
     }
 
-    #[test]
-    fn links_inside_are_followed_links_outside_refused() {
+    /// [`dump`] with three links: `uploads/inside` to a file beside it,
+    /// `uploads/out` to the secret outside, `blobs` to the outside folder.
+    fn dump_with_links() -> (tempfile::TempDir, tempfile::TempDir, DumpDir) {
         let (dir, outside, dump) = dump();
         symlink("real", dir.path().join("uploads/inside")).unwrap();
         symlink(
@@ -315,6 +316,12 @@ mod tests {
         )
         .unwrap();
         symlink(outside.path(), dir.path().join("blobs")).unwrap();
+        (dir, outside, dump)
+    }
+
+    #[test]
+    fn links_inside_are_followed_links_outside_refused() {
+        let (dir, outside, dump) = dump_with_links();
         assert!(dump.open("uploads/inside").is_ok());
         assert!(matches!(
             dump.open("uploads/out"),
@@ -382,14 +389,7 @@ mod tests {
     #[cfg(target_os = "linux")]
     #[test]
     fn the_kernel_way_opens_only_beneath_the_dump() {
-        let (dir, outside, dump) = dump();
-        symlink("real", dir.path().join("uploads/inside")).unwrap();
-        symlink(
-            outside.path().join("secret"),
-            dir.path().join("uploads/out"),
-        )
-        .unwrap();
-        symlink(outside.path(), dir.path().join("blobs")).unwrap();
+        let (dir, outside, dump) = dump_with_links();
         let absolute = dump.canonical.clone().unwrap().join("uploads/real");
         symlink(&absolute, dir.path().join("uploads/absolute")).unwrap();
         let root = dump.beneath.as_deref().expect("the dump directory opens");
