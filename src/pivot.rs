@@ -352,15 +352,14 @@ pub(crate) fn pivot<'r>(
         submission_groups,
         by_task,
         task_groups,
-        paths: Arc::new(paths),
-        files,
-        file_keys,
-        counts,
-        tasks: &records.tasks,
-        pseudonyms,
-        pseudonymiser: config.pseudonymiser.clone(),
-        include_files: config.include_files,
-        tables: config.tables,
+        ..Pivot::spilled(
+            records,
+            file_keys,
+            config,
+            pseudonyms,
+            (paths, files),
+            counts,
+        )
     }
 }
 

@@ -54,16 +54,6 @@ impl ServeProcess {
     }
 }
 
-/// The names of the files in `dir`, sorted.
-fn names_in(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
-    names
-}
-
 /// Waits until `dir` holds a file whose name ends with `suffix`.
 fn wait_for_file(dir: &Path, suffix: &str) -> PathBuf {
     let deadline = Instant::now() + PATIENCE;
@@ -121,13 +111,13 @@ fn a_serve_killed_mid_build_leaves_a_partial_that_its_restart_removes_and_logs()
 
     // What a kill leaves: the build's temporary file, and its job
     // generating under a lease nobody renews.
-    assert!(partial.is_file(), "{:?}", names_in(&exports));
+    assert!(partial.is_file(), "{:?}", common::files_in(&exports));
     restore();
     let mut serve = ServeProcess::start_with(dirs.data.path(), dirs.state.path(), &QUICK);
     let name = partial.file_name().unwrap().to_string_lossy().into_owned();
     let removed = serve.wait_for(&["removed stale partial", &name]);
     assert!(removed.contains("state folder repaired"), "{removed}");
-    assert!(!partial.exists(), "{:?}", names_in(&exports));
+    assert!(!partial.exists(), "{:?}", common::files_in(&exports));
 
     // The job is taken up again once the dead lease expires, and built.
     let done = wait_until_done(&format!("{}/{id}", serve.export_url()));
@@ -139,7 +129,7 @@ fn a_serve_killed_mid_build_leaves_a_partial_that_its_restart_removes_and_logs()
         1,
         "{lines:#?}"
     );
-    assert_eq!(names_in(&exports), [format!("{id}.zip")]);
+    assert_eq!(common::files_in(&exports), [format!("{id}.zip")]);
 }
 
 #[test]
@@ -213,7 +203,7 @@ fn attempt_files_no_live_lease_owns_are_removed_at_start_and_logged() {
             "{expected} in {repaired:#?}"
         );
     }
-    assert_eq!(names_in(&exports), [format!("{id}.zip")]);
+    assert_eq!(common::files_in(&exports), [format!("{id}.zip")]);
     // The archive itself is still served.
     let again = call("GET", &format!("{}/{id}", serve.export_url()), Some(TOKEN));
     assert_eq!(again.json["status"], "complete", "{}", again.text);
