@@ -23,13 +23,14 @@ impl Dump {
     pub fn check_within(root: impl AsRef<Path>, options: &ExportOptions) -> Result<(), Error> {
         let root = root.as_ref();
         let config = options.freeze()?;
-        if !needs_spill(&DumpDir::new(root), &config) {
+        let files = DumpDir::new(root);
+        if !needs_spill(&files, &config) {
             return Dump::open(root)?.check();
         }
-        super::report_spilling(&DumpDir::new(root), &config);
+        super::report_spilling(&files, &config);
         let temp_parent = temp_parent_of(&config);
         crate::archive::in_pool(&config, || {
-            stream_checked(&DumpDir::new(root), &temp_parent, &config, |_| Ok(()))
+            stream_checked(&files, &temp_parent, &config, |_| Ok(()))
         })?
     }
 
